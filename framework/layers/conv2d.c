@@ -1,0 +1,223 @@
+/* conv2d.c: 2-D convolution through oneDNN (forward, backward-data, backward-weights).
+ *
+ * Weights live in the flat vector as (O, I, KH, KW) followed by an optional bias (O). Each call
+ * reorders them into the layout the primitive chose, and reorders the weight gradient back.
+ * Layouts (docs/onednn-2.6-notes.md §3.3): activations use format_tag_any (blocked nChw8c), except
+ * a one-channel input layer, which uses nhwc source and destination: with a blocked destination
+ * its backward passes fall back to reference kernels 1000x slower.
+ */
+#include "framework/internal.h"
+
+#include <math.h>
+
+typedef struct conv_state {
+    fwi_prim *fwd, *bwd_data, *bwd_w;
+    fwi_prim *x_in;        /* producer layout -> src layout (NULL: same, or aliased) */
+    fwi_prim *dx_out;      /* diff_src layout -> producer layout                    */
+    fwi_buf xr, dxr;       /* src and diff_src in the primitive's layout             */
+    fwi_buf w_user, b_user; /* views of theta: (O, I, KH, KW) and (O)                */
+    fwi_prim *w_fwd_r, *w_bwd_r, *dw_r;
+    fwi_buf w_fwd, w_bwd;  /* weights in the forward / backward-data layouts         */
+    fwi_buf dw, dw_plain, db;
+    size_t n_w;            /* weight count, bias excluded                            */
+} conv_state;
+
+/* src/diff_src as the primitive sees them: the producer's buffer when the layouts agree (or are
+ * the same bytes, as for one channel), else an own buffer with a reorder. */
+static fw_status adapt_input(fw_exec *e, conv_state *st, int id, const dnnl_memory_desc_t *want) {
+    fwi_xnode *in = fwi_in(e, id);
+    if (dnnl_memory_desc_equal(want, &in->y.md))
+        return FW_OK;
+    if (want->dims[1] == 1 && dnnl_memory_desc_get_size(want) == in->y.bytes &&
+        fwi_view_of(&in->y.md).tag == dnnl_nchw) {
+        FW_TRY(fwi_buf_wrap(e, &st->xr, want, NULL)); /* pointed at the producer per call */
+        return fwi_buf_wrap(e, &st->dxr, want, NULL);
+    }
+    FW_TRY(fwi_buf_alloc(e, &st->xr, want));
+    FW_TRY(fwi_buf_alloc(e, &st->dxr, want));
+    FW_TRY(fwi_reorder_new(e, &st->x_in, &in->y.md, want, "conv2d src reorder"));
+    return fwi_reorder_new(e, &st->dx_out, want, &in->y.md, "conv2d diff_src reorder");
+}
+
+/* A weight buffer in layout `md`: a view of theta when plain, else an own buffer + reorder. */
+static fw_status weights_in(fw_exec *e, conv_state *st, fwi_buf *b, fwi_prim **r,
+                            const dnnl_memory_desc_t *md, const char *what) {
+    if (dnnl_memory_desc_equal(md, &st->w_user.md))
+        return fwi_buf_wrap(e, b, md, NULL);
+    FW_TRY(fwi_buf_alloc(e, b, md));
+    return fwi_reorder_new(e, r, &st->w_user.md, md, what);
+}
+
+static fw_status conv_exec_new_(fw_exec *e, int id, conv_state *st) {
+    const fwi_node *n = fwi_node_of(e, id);
+    fw_shape in = fwi_in_shape(e, id);
+    int k = n->conv.k, s = n->conv.stride, p = n->conv.pad;
+    dnnl_dims_t src_d = {e->batch, in.c, in.h, in.w}, dst_d = {e->batch, n->out.c, n->out.h, n->out.w};
+    dnnl_dims_t w_d = {n->out.c, in.c, k, k}, b_d = {n->out.c};
+    dnnl_dims_t strides = {s, s}, pl = {p, p};
+    dnnl_dims_t pr = {(n->out.h - 1) * s + k - in.h - p, (n->out.w - 1) * s + k - in.w - p};
+    dnnl_format_tag_t act = in.c == 1 ? dnnl_nhwc : dnnl_format_tag_any;
+    dnnl_memory_desc_t src, dst, wei, bias, w_plain;
+    fwi_md_tag(&src, 4, src_d, act);
+    fwi_md_tag(&dst, 4, dst_d, act);
+    fwi_md_tag(&wei, 4, w_d, dnnl_format_tag_any);
+    fwi_md_tag(&w_plain, 4, w_d, dnnl_oihw);
+    fwi_md_tag(&bias, 1, b_d, dnnl_x);
+    const dnnl_memory_desc_t *bias_p = n->conv.bias ? &bias : NULL;
+    st->n_w = (size_t)n->out.c * (size_t)in.c * (size_t)(k * k);
+
+    dnnl_convolution_desc_t fd, bdd, bwd;
+    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
+    fw_status r = FW_OK;
+    fwi_dnnl_must(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                     dnnl_convolution_direct, &src, &wei, bias_p,
+                                                     &dst, strides, pl, pr), "conv fwd desc");
+    if ((r = fwi_pd_new(e, &fpd, &fd, NULL, "conv2d fwd")) != FW_OK)
+        goto done;
+    const dnnl_memory_desc_t *src_md = fwi_pd_md(fpd, DNNL_ARG_SRC);
+    const dnnl_memory_desc_t *dst_md = fwi_pd_md(fpd, DNNL_ARG_DST);
+    fwi_dnnl_must(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, src_md,
+                                                           &wei, dst_md, strides, pl, pr),
+                  "conv bwd data desc");
+    fwi_dnnl_must(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, src_md,
+                                                              &wei, bias_p, dst_md, strides, pl, pr),
+                  "conv bwd weights desc");
+    if ((r = fwi_pd_new(e, &dpd, &bdd, fpd, "conv2d bwd_data")) != FW_OK ||
+        (r = fwi_pd_new(e, &wpd, &bwd, fpd, "conv2d bwd_weights")) != FW_OK ||
+        (r = fwi_prim_new(e, &st->fwd, fpd, "conv2d fwd", true)) != FW_OK ||
+        (r = fwi_prim_new(e, &st->bwd_data, dpd, "conv2d bwd_data", true)) != FW_OK ||
+        (r = fwi_prim_new(e, &st->bwd_w, wpd, "conv2d bwd_weights", true)) != FW_OK)
+        goto done;
+
+    e->nodes[id].y.md = *dst_md;
+    if ((r = adapt_input(e, st, id, src_md)) != FW_OK ||
+        (r = fwi_buf_wrap(e, &st->w_user, &w_plain, NULL)) != FW_OK ||
+        (r = fwi_buf_wrap(e, &st->b_user, &bias, NULL)) != FW_OK ||
+        (r = weights_in(e, st, &st->w_fwd, &st->w_fwd_r, fwi_pd_md(fpd, DNNL_ARG_WEIGHTS),
+                        "conv2d weights reorder")) != FW_OK ||
+        (r = weights_in(e, st, &st->w_bwd, &st->w_bwd_r, fwi_pd_md(dpd, DNNL_ARG_WEIGHTS),
+                        "conv2d bwd weights reorder")) != FW_OK ||
+        (r = fwi_buf_alloc(e, &st->dw, fwi_pd_md(wpd, DNNL_ARG_DIFF_WEIGHTS))) != FW_OK ||
+        (r = fwi_buf_alloc(e, &st->dw_plain, &w_plain)) != FW_OK ||
+        (r = fwi_buf_alloc(e, &st->db, &bias)) != FW_OK ||
+        (r = fwi_reorder_new(e, &st->dw_r, &st->dw.md, &w_plain, "conv2d diff_weights reorder")))
+        goto done;
+done:
+    if (fpd) dnnl_primitive_desc_destroy(fpd);
+    if (dpd) dnnl_primitive_desc_destroy(dpd);
+    if (wpd) dnnl_primitive_desc_destroy(wpd);
+    return r;
+}
+
+static void conv_exec_free(void *state) {
+    conv_state *st = state;
+    fwi_buf *bufs[] = {&st->xr, &st->dxr, &st->w_user, &st->b_user, &st->w_fwd,
+                       &st->w_bwd, &st->dw, &st->dw_plain, &st->db};
+    for (size_t i = 0; i < FW_COUNTOF(bufs); i++)
+        fwi_buf_free(bufs[i]);
+    free(st);
+}
+
+static fw_status conv_exec_new(fw_exec *e, int id) {
+    conv_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return fw_errorf(FW_ERR_NOMEM, "out of memory");
+    e->nodes[id].state = st;
+    return conv_exec_new_(e, id, st);
+}
+
+/* Points the weight views at theta and fills a layout-specific copy when one is needed. */
+static void load_weights(fw_exec *e, conv_state *st, fwi_buf *w, fwi_prim *r, const float *wt) {
+    fwi_buf_point(&st->w_user, wt);
+    if (r)
+        fwi_reorder(e, r, st->w_user.mem, w->mem);
+    else
+        fwi_buf_point(w, wt);
+}
+
+/* The source as the primitive wants it: the producer's buffer, an alias of it, or a reorder. */
+static dnnl_memory_t src_mem(fw_exec *e, conv_state *st, int id) {
+    fwi_xnode *in = fwi_in(e, id);
+    if (st->x_in) {
+        fwi_reorder(e, st->x_in, in->y.mem, st->xr.mem);
+        return st->xr.mem;
+    }
+    if (st->xr.mem) {
+        fwi_buf_point(&st->xr, in->y.data);
+        return st->xr.mem;
+    }
+    return in->y.mem;
+}
+
+static void conv_forward(fw_exec *e, int id, const float *theta) {
+    conv_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    const float *wt = theta + n->param_off;
+    load_weights(e, st, &st->w_fwd, st->w_fwd_r, wt);
+    if (n->conv.bias)
+        fwi_buf_point(&st->b_user, wt + st->n_w);
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src_mem(e, st, id)},
+                              {DNNL_ARG_WEIGHTS, st->w_fwd.mem},
+                              {DNNL_ARG_BIAS, st->b_user.mem},
+                              {DNNL_ARG_DST, e->nodes[id].y.mem}};
+    fwi_run(e, st->fwd, 4, args); /* oneDNN ignores the bias argument when there is none */
+}
+
+static void conv_backward(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx) {
+    conv_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    fwi_xnode *in = fwi_in(e, id);
+    dnnl_memory_t dy = e->nodes[id].dy.mem;
+    if (dtheta) {
+        /* The forward pass left the source (reordered or aliased) in place. */
+        dnnl_memory_t x = st->xr.mem ? st->xr.mem : in->y.mem;
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy},
+                                  {DNNL_ARG_DIFF_WEIGHTS, st->dw.mem},
+                                  {DNNL_ARG_DIFF_BIAS, st->db.mem}};
+        fwi_run(e, st->bwd_w, 4, args);
+        const float *dw = st->dw.data;
+        if (st->dw_r) {
+            fwi_reorder(e, st->dw_r, st->dw.mem, st->dw_plain.mem);
+            dw = st->dw_plain.data;
+        }
+        fwi_add(dtheta + n->param_off, dw, st->n_w);
+        if (n->conv.bias)
+            fwi_add(dtheta + n->param_off + st->n_w, st->db.data, (size_t)n->out.c);
+    }
+    if (!need_dx)
+        return;
+    load_weights(e, st, &st->w_bwd, st->w_bwd_r, theta + n->param_off);
+    dnnl_memory_t dx = in->dy.mem;
+    if (st->dx_out) {
+        dx = st->dxr.mem;
+    } else if (st->dxr.mem) {
+        fwi_buf_point(&st->dxr, in->dy.data);
+        dx = st->dxr.mem;
+    }
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, st->w_bwd.mem},
+                              {DNNL_ARG_DIFF_SRC, dx}};
+    fwi_run(e, st->bwd_data, 3, args);
+    if (st->dx_out)
+        fwi_reorder(e, st->dx_out, st->dxr.mem, in->dy.mem);
+}
+
+/* Xavier (Glorot) uniform, as MAML initialises its convolutions; zero bias. */
+static void conv_init(const fwi_node *n, fw_shape in, float *w, fw_rng *r) {
+    int k = n->conv.k;
+    double fan_in = (double)in.c * k * k, fan_out = (double)n->conv.out_c * k * k;
+    float a = (float)sqrt(6.0 / (fan_in + fan_out));
+    size_t nw = (size_t)n->conv.out_c * (size_t)in.c * (size_t)(k * k);
+    for (size_t i = 0; i < nw; i++)
+        w[i] = a * (2.0f * fw_rng_uniform(r) - 1.0f);
+    for (size_t i = nw; i < n->n_params; i++)
+        w[i] = 0.0f;
+}
+
+const fwi_layer_ops fwi_conv2d_ops = {
+    .name = "conv2d",
+    .exec_new = conv_exec_new,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .exec_free = conv_exec_free,
+    .init_params = conv_init,
+};

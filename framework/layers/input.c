@@ -1,0 +1,24 @@
+/* input.c: the graph's input node. Its output is the caller's (B, C, H, W) batch, plain. */
+#include "framework/internal.h"
+
+static fw_status input_exec_new(fw_exec *e, int id) {
+    fw_shape s = fwi_node_of(e, id)->out;
+    dnnl_dims_t d = {e->batch, s.c, s.h, s.w};
+    fwi_md_tag(&e->nodes[id].y.md, 4, d, dnnl_nchw);
+    return FW_OK;
+}
+
+static void input_forward(fw_exec *e, int id, const float *theta) {
+    (void)e, (void)id, (void)theta; /* fw_forward copies the batch in */
+}
+
+static void input_backward(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx) {
+    (void)e, (void)id, (void)theta, (void)dtheta, (void)need_dx;
+}
+
+const fwi_layer_ops fwi_input_ops = {
+    .name = "input",
+    .exec_new = input_exec_new,
+    .forward = input_forward,
+    .backward = input_backward,
+};
