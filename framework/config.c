@@ -201,12 +201,16 @@ static fw_status help_error(const fw_cfg_key *keys, int n, const char *prog) {
     size_t len = strlen(text);
     if (len > 0 && text[len - 1] == '\n') /* callers add their own newline */
         text[len - 1] = '\0';
-    const char *more = "...\n(cut; the experiment can print the full text with fw_config_usage)";
-    fw_status s;
-    if (strlen(text) > MSG_MAX)
-        s = fw_errorf(FW_ERR_ARG, "%.*s%s", (int)(MSG_MAX - strlen(more)), text, more);
-    else
-        s = fw_errorf(FW_ERR_ARG, "%s", text);
+    const char *more = "\n  ... (cut; the experiment can print all keys with fw_config_usage)";
+    if (strlen(text) > MSG_MAX) { /* keep whole lines only */
+        text[MSG_MAX - strlen(more)] = '\0';
+        char *last_nl = strrchr(text, '\n');
+        if (last_nl)
+            *last_nl = '\0';
+    } else {
+        more = "";
+    }
+    fw_status s = fw_errorf(FW_ERR_ARG, "%s%s", text, more);
     free(text);
     return s;
 }

@@ -125,10 +125,11 @@ Test(config, missing_equals) {
 
 Test(config, last_duplicate_wins) {
     fw_config c;
-    cr_assert_eq(PARSE(&c, "ways=3", "arch=pool", "ways=7", "arch=strided"), FW_OK, "%s",
+    /* the last values differ from both the defaults and the earlier values */
+    cr_assert_eq(PARSE(&c, "ways=3", "arch=strided", "ways=7", "arch=pool"), FW_OK, "%s",
                  fw_last_error());
     cr_expect_eq(fw_cfg_int(&c, "ways"), 7);
-    cr_expect_str_eq(fw_cfg_str(&c, "arch"), "strided");
+    cr_expect_str_eq(fw_cfg_str(&c, "arch"), "pool");
     fw_config_free(&c);
 }
 
@@ -156,6 +157,25 @@ Test(config, help_gives_usage) {
         EXPECT_ARG_ERROR(s, "usage: prog", "ways", "integer in [2, 20]", "inner_lr",
                          "one of strided|pool", "default 5", "classes per episode");
     }
+}
+
+Test(config, help_for_a_big_table_fits_the_message) {
+    static char names[FW_CFG_MAX_KEYS][16];
+    static fw_cfg_key big[FW_CFG_MAX_KEYS];
+    for (int i = 0; i < FW_CFG_MAX_KEYS; i++) {
+        snprintf(names[i], sizeof names[i], "key_%02d", i);
+        big[i] = (fw_cfg_key){names[i], FW_CFG_FLOAT, "0.5", 0, 1, NULL,
+                              "a long description that cannot fit sixty-four times"};
+    }
+    fw_config c;
+    char *argv[] = {"prog", "--help", NULL};
+    fw_status s = fw_config_parse(&c, big, FW_CFG_MAX_KEYS, 2, argv);
+    const char *msg = fw_last_error();
+    cr_expect_eq(s, FW_ERR_ARG);
+    cr_expect_lt(strlen(msg), 1023, "message must fit the 1024-byte buffer (%zu)", strlen(msg));
+    cr_expect(strncmp(msg, "usage: prog", 11) == 0 && strstr(msg, "key_00") != NULL,
+              "message should start with usage and list keys: %s", msg);
+    cr_expect(strstr(msg, "fw_config_usage") != NULL, "a cut text should say so: %s", msg);
 }
 
 Test(config, print_is_aligned) {
