@@ -3,6 +3,10 @@
  * Every key keeps its resolved value as text (so printing and logging show exactly what was
  * given); INT and FLOAT keys also keep the parsed number. Values are checked when parsed, and the
  * defaults are checked the same way: a bad default is a bug in the experiment's table (abort).
+ *
+ * "help", "--help" or "-h" anywhere in argv: FW_ERR_ARG with the usage text (no trailing newline)
+ * in fw_last_error(). That buffer holds 1024 bytes, so a big table gets the text without the key
+ * descriptions, and if that is still too long, whole lines up to the limit and a note saying so.
  */
 #include "framework/config.h"
 

@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #define LOG_MAX_SERIES 64
-#define LOG_CHUNK 1024     /* rows per chunk of a metric dataset      */
-#define LOG_MAX_SUFFIX 1000 /* -1 .. -999 for runs started in one second */
+#define LOG_CHUNK 1024      /* rows per chunk of a metric dataset          */
+#define LOG_MAX_SUFFIX 1000 /* -1 .. -999 for runs started in one second  */
 
 enum { COL_STEP, COL_VALUE, COL_WALL, N_COLS };
 static const char *const col_names[N_COLS] = {"step", "value", "wall_time"};
