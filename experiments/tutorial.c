@@ -1,0 +1,102 @@
+/* tutorial: the worked example of experiments/README.md. A custom two-block network, MAML on
+ * 3-way 1-shot MNIST (train digits 0-6, test digits 7-9), and one extra logged metric: the spread
+ * of the task losses in each meta-batch.
+ * Run:  make exp NAME=tutorial ARGS="iters=50" */
+#include "framework/fw.h"
+#include "datasets/mnist.h"
+
+#include <math.h>
+
+static const fw_cfg_key keys[] = {
+    {"iters", FW_CFG_INT, "100", 1, 100000, NULL, "meta-iterations"},
+    {"meta_batch", FW_CFG_INT, "16", 1, 256, NULL, "tasks per meta-iteration"},
+    {"inner_lr", FW_CFG_FLOAT, "0.4", 0, 10, NULL, "inner-loop SGD learning rate"},
+    {"eval_episodes", FW_CFG_INT, "200", 1, 100000, NULL, "meta-test episodes"},
+    {"seed", FW_CFG_INT, "1", 0, 2147483647, NULL, "seed of every random stream"},
+    {"data", FW_CFG_STR, "datasets/data/mnist", 0, 0, NULL, "folder with the MNIST IDX files"},
+    {"runs", FW_CFG_STR, "runs", 0, 0, NULL, "folder for run logs"},
+};
+
+/* Step 1: compose a model from the framework's layers. */
+static fw_graph *small_net(int ways) {
+    fw_graph *g = fw_graph_new();
+    int x = fw_input(g, 1, 28, 28);
+    for (int block = 0; block < 2; block++) {
+        x = fw_conv2d(g, x, 32, 3, 1, 1, false);
+        x = fw_leaky_relu(g, fw_batchnorm(g, x), 0.2f);
+        x = fw_maxpool2(g, x);
+    }
+    fw_linear(g, fw_flatten(g, x), ways);
+    return g;
+}
+
+int main(int argc, char **argv) {
+    fw_config cfg;
+    if (fw_config_parse(&cfg, keys, (int)FW_COUNTOF(keys), argc, argv) != FW_OK) {
+        fprintf(stderr, "tutorial: %s\n", fw_last_error());
+        return 2;
+    }
+    int iters = (int)fw_cfg_int(&cfg, "iters"), mb = (int)fw_cfg_int(&cfg, "meta_batch");
+    int n_eval = (int)fw_cfg_int(&cfg, "eval_episodes");
+    uint64_t seed = (uint64_t)fw_cfg_int(&cfg, "seed");
+
+    /* Step 2: data and episodes. */
+    fw_dataset all_train, all_test, train, test;
+    const int train_digits[] = {0, 1, 2, 3, 4, 5, 6}, test_digits[] = {7, 8, 9};
+    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "data"), true, &all_train));
+    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "data"), false, &all_test));
+    FW_CHECK(fw_dataset_subset(&train, &all_train, train_digits, 7));
+    FW_CHECK(fw_dataset_subset(&test, &all_test, test_digits, 3));
+    fw_sampler tr = {&train, 3, 1, 10, seed, FW_RNG_TRAIN_TASK}, te = tr;
+    te.ds = &test;
+    te.purpose = FW_RNG_EVAL_TASK;
+
+    /* Step 3: MAML on the runner, Adam on the meta-parameters. */
+    fw_graph *g = small_net(3);
+    size_t P = fw_graph_n_params(g);
+    float *theta = fw_alloc(P * sizeof(float)), *grad = fw_alloc(P * sizeof(float));
+    FW_ASSERT(theta && grad, "out of memory");
+    fw_graph_init_params(g, theta, seed);
+    fw_maml maml = {g, 3, 1, 10, 1, 3, (float)fw_cfg_float(&cfg, "inner_lr")};
+    fw_meta *meta;
+    FW_CHECK(fw_meta_new(&meta, &fw_maml_ops, &maml, P, mb, 0, &tr));
+    fw_adam adam;
+    FW_CHECK(fw_adam_init(&adam, P, 1e-3f, 0.9f, 0.999f));
+    fw_log *log;
+    FW_CHECK(fw_log_open(&log, fw_cfg_str(&cfg, "runs"), "tutorial", &cfg, seed));
+
+    fw_task_out outs[256];
+    for (int it = 1; it <= iters; it++) {
+        FW_CHECK(fw_meta_step(meta, (uint64_t)it, theta, grad, outs));
+        fw_adam_step(&adam, theta, grad);
+        /* Step 4: an extra metric is one fw_log_scalar call under a new name. */
+        float losses[256];
+        double mean, ci;
+        for (int t = 0; t < mb; t++)
+            losses[t] = (float)outs[t].loss;
+        fw_mean_ci95(losses, mb, &mean, &ci);
+        FW_CHECK(fw_log_scalar(log, "train/loss", it, mean));
+        FW_CHECK(fw_log_scalar(log, "train/loss_std", it, ci / 1.96 * sqrt((double)mb)));
+    }
+
+    float *acc = calloc((size_t)n_eval, sizeof *acc);
+    double mean, ci;
+    FW_CHECK(fw_meta_eval(meta, &te, n_eval, theta, acc));
+    fw_mean_ci95(acc, n_eval, &mean, &ci);
+    FW_CHECK(fw_log_eval(log, "test/acc", iters, acc, n_eval, mean, ci));
+    printf("test accuracy: %.2f%% ± %.2f%% (%d episodes)\nlog: %s\n", 100 * mean, 100 * ci, n_eval,
+           fw_log_path(log));
+    FW_CHECK(fw_log_close(log, "finished"));
+    free(acc);
+    fw_adam_free(&adam);
+    fw_meta_free(meta);
+    fw_free(grad);
+    fw_free(theta);
+    fw_graph_free(g);
+    fw_dataset_free(&test);
+    fw_dataset_free(&train);
+    fw_dataset_free(&all_test);
+    fw_dataset_free(&all_train);
+    fw_config_free(&cfg);
+    return 0;
+}
