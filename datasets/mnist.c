@@ -30,3 +30,11 @@ fw_status mnist_load(const char *dir, bool train, fw_dataset *ds) {
     FW_TRY(find_idx(dir, labels_name, labels, sizeof labels));
     return fw_dataset_from_idx(ds, images, labels);
 }
+
+fw_status mnist_load_digits(const char *dir, bool train, const int *digits, int n, fw_dataset *ds) {
+    fw_dataset all;
+    FW_TRY(mnist_load(dir, train, &all));
+    fw_status s = fw_dataset_subset(ds, &all, digits, n);
+    fw_dataset_free(&all);
+    return s;
+}

@@ -10,5 +10,7 @@
  * wins when both exist. Images are 1x28x28 and the 10 classes have labels 0..9.
  * FW_ERR_IO (telling to run `make deps`) when a file is missing. */
 fw_status mnist_load(const char *dir, bool train, fw_dataset *ds);
+/* The same split restricted to the listed digits (a class split, e.g. 0-4 for meta-training). */
+fw_status mnist_load_digits(const char *dir, bool train, const int *digits, int n, fw_dataset *ds);
 
 #endif

@@ -37,12 +37,10 @@ int main(int argc, char **argv) {
     int episodes = (int)fw_cfg_int(&cfg, "eval_episodes"), mb = (int)fw_cfg_int(&cfg, "meta_batch");
     uint64_t seed = (uint64_t)fw_cfg_int(&cfg, "seed");
 
-    fw_dataset train_all, test_all, train, test;
+    fw_dataset train, test;
     const int train_digits[] = {0, 1, 2, 3, 4}, test_digits[] = {5, 6, 7, 8, 9};
-    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "data"), true, &train_all));
-    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "data"), false, &test_all));
-    FW_CHECK(fw_dataset_subset(&train, &train_all, train_digits, 5));
-    FW_CHECK(fw_dataset_subset(&test, &test_all, test_digits, 5));
+    FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), true, train_digits, 5, &train));
+    FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), false, test_digits, 5, &test));
     fw_sampler tr = {&train, ways, (int)fw_cfg_int(&cfg, "shots"), (int)fw_cfg_int(&cfg, "query"),
                      seed, FW_RNG_TRAIN_TASK};
     fw_sampler te = tr;
@@ -78,14 +76,10 @@ int main(int argc, char **argv) {
             return 1;
         }
         fw_adam_step(&adam, theta, grad);
-        double loss = 0, acc = 0;
-        for (int t = 0; t < mb; t++) {
-            loss += outs[t].loss / mb;
-            acc += outs[t].acc / mb;
-        }
-        FW_CHECK(fw_log_scalar(log, "train/loss", it, loss));
-        FW_CHECK(fw_log_scalar(log, "train/acc", it, acc));
-        fw_progress_update(&prog, it, loss, acc, stdout);
+        fw_task_out mean = fw_task_mean(outs, mb);
+        FW_CHECK(fw_log_scalar(log, "train/loss", it, mean.loss));
+        FW_CHECK(fw_log_scalar(log, "train/acc", it, mean.acc));
+        fw_progress_update(&prog, it, mean.loss, mean.acc, stdout);
     }
     double train_seconds = fw_now() - prog.start;
 
@@ -112,8 +106,6 @@ int main(int argc, char **argv) {
     fw_graph_free(g);
     fw_dataset_free(&test);
     fw_dataset_free(&train);
-    fw_dataset_free(&test_all);
-    fw_dataset_free(&train_all);
     fw_config_free(&cfg);
     return 0;
 }

@@ -41,12 +41,10 @@ int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)fw_cfg_int(&cfg, "seed");
 
     /* Step 2: data and episodes. */
-    fw_dataset all_train, all_test, train, test;
+    fw_dataset train, test;
     const int train_digits[] = {0, 1, 2, 3, 4, 5, 6}, test_digits[] = {7, 8, 9};
-    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "data"), true, &all_train));
-    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "data"), false, &all_test));
-    FW_CHECK(fw_dataset_subset(&train, &all_train, train_digits, 7));
-    FW_CHECK(fw_dataset_subset(&test, &all_test, test_digits, 3));
+    FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), true, train_digits, 7, &train));
+    FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), false, test_digits, 3, &test));
     fw_sampler tr = {&train, 3, 1, 10, seed, FW_RNG_TRAIN_TASK}, te = tr;
     te.ds = &test;
     te.purpose = FW_RNG_EVAL_TASK;
@@ -95,8 +93,6 @@ int main(int argc, char **argv) {
     fw_graph_free(g);
     fw_dataset_free(&test);
     fw_dataset_free(&train);
-    fw_dataset_free(&all_test);
-    fw_dataset_free(&all_train);
     fw_config_free(&cfg);
     return 0;
 }

@@ -17,6 +17,15 @@ struct fw_meta {
     float *slots;          /* owned; (meta_batch, n_params) task grads  */
 };
 
+fw_task_out fw_task_mean(const fw_task_out *outs, int n) {
+    fw_task_out m = {0, 0};
+    for (int t = 0; t < n; t++) {
+        m.loss += outs[t].loss / n;
+        m.acc += outs[t].acc / n;
+    }
+    return m;
+}
+
 fw_status fw_meta_new(fw_meta **out, const fw_meta_ops *ops, const void *model, size_t n_params,
                       int meta_batch, int n_threads, const fw_sampler *train) {
     FW_ASSERT(!omp_in_parallel(), "fw_meta_new inside a parallel region");

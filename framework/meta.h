@@ -20,6 +20,9 @@ typedef struct fw_task_out {
     double acc;        /* query accuracy after adaptation, 0..1 */
 } fw_task_out;
 
+/* Mean loss and accuracy over n task outputs. */
+fw_task_out fw_task_mean(const fw_task_out *outs, int n);
+
 typedef struct fw_meta_ops {
     /* Creates a worker on the calling thread (primitives, buffers). */
     fw_status (*worker_new)(const void *model, void **worker);
