@@ -188,10 +188,14 @@ static fw_status make_output_views(fw_exec *e) {
     fwi_xnode *x = &e->nodes[last];
     if (dnnl_memory_desc_equal(&md, &x->y.md)) {
         FW_TRY(fwi_buf_wrap(e, &e->out_plain, &md, x->y.data));
+        FW_TRY(fwi_buf_wrap(e, &e->r_out_plain, &md, x->ry.data));
+        FW_TRY(fwi_buf_wrap(e, &e->r_dout_plain, &md, x->rdy.data));
         return fwi_buf_wrap(e, &e->dout_plain, &md, x->dy.data);
     }
     FW_TRY(fwi_buf_alloc(e, &e->out_plain, &md));
     FW_TRY(fwi_buf_alloc(e, &e->dout_plain, &md));
+    FW_TRY(fwi_buf_alloc(e, &e->r_out_plain, &md));
+    FW_TRY(fwi_buf_alloc(e, &e->r_dout_plain, &md));
     FW_TRY(fwi_reorder_new(e, &e->out_reorder, &x->y.md, &md, "output to plain"));
     return fwi_reorder_new(e, &e->dout_reorder, &md, &x->dy.md, "output grad from plain");
 }
@@ -212,6 +216,8 @@ static fw_status exec_build(fw_exec *e) {
         dnnl_memory_desc_t md = x->y.md;
         FW_TRY(fwi_buf_alloc(e, &x->y, &md));
         FW_TRY(fwi_buf_alloc(e, &x->dy, &md));
+        FW_TRY(fwi_buf_alloc(e, &x->ry, &md));
+        FW_TRY(fwi_buf_alloc(e, &x->rdy, &md));
     }
     FW_TRY(make_output_views(e));
     /* One scratchpad for all primitives: they run one after another on this thread. */
@@ -252,11 +258,15 @@ void fw_exec_free(fw_exec *e) {
                 fwi_ops(e->g->nodes[i].kind)->exec_free(e->nodes[i].state);
             fwi_buf_free(&e->nodes[i].y);
             fwi_buf_free(&e->nodes[i].dy);
+            fwi_buf_free(&e->nodes[i].ry);
+            fwi_buf_free(&e->nodes[i].rdy);
         }
         free(e->nodes);
     }
     fwi_buf_free(&e->out_plain);
     fwi_buf_free(&e->dout_plain);
+    fwi_buf_free(&e->r_out_plain);
+    fwi_buf_free(&e->r_dout_plain);
     while (e->prims) {
         fwi_prim *p = e->prims;
         e->prims = p->next;
@@ -290,35 +300,87 @@ const float *fw_forward(fw_exec *e, const float *theta, const float *x) {
     return e->out_plain.data;
 }
 
-void fw_backward(fw_exec *e, const float *theta, const float *dy, float *dtheta, float *dx) {
-    int last = e->g->n - 1;
-    memcpy(e->dout_plain.data, dy, e->dout_plain.bytes);
+/* Hands the caller's plain gradient to the last node, in its layout. */
+static void seed_last(fw_exec *e, fwi_buf *plain, fwi_buf *dst, const float *dy) {
+    memcpy(plain->data, dy, plain->bytes);
     if (e->dout_reorder)
-        fwi_reorder(e, e->dout_reorder, e->dout_plain.mem, e->nodes[last].dy.mem);
-    for (int i = last; i >= 1; i--) {
-        /* The input gradient of the first layer is only needed when the caller asks for dx. */
-        bool need_dx = e->g->nodes[i].in > 0 || dx != NULL;
-        fwi_ops(e->g->nodes[i].kind)->backward(e, i, theta, dtheta, need_dx);
-    }
+        fwi_reorder(e, e->dout_reorder, plain->mem, dst->mem);
+}
+
+/* The input gradient of the first layer is only needed when the caller asks for dx. */
+static bool need_dx(const fw_exec *e, int id, const float *dx) {
+    return e->g->nodes[id].in > 0 || dx != NULL;
+}
+
+static void backward_nodes(fw_exec *e, int from, const float *theta, float *dtheta, float *dx) {
+    for (int i = from; i >= 1; i--)
+        fwi_ops(e->g->nodes[i].kind)->backward(e, i, theta, dtheta, need_dx(e, i, dx));
     if (dx)
         memcpy(dx, e->nodes[0].dy.data, e->nodes[0].dy.bytes);
 }
 
-void fw_exec_read(const fw_exec *e, int node, float *out) {
+void fw_backward(fw_exec *e, const float *theta, const float *dy, float *dtheta, float *dx) {
+    int last = e->g->n - 1;
+    seed_last(e, &e->dout_plain, &e->nodes[last].dy, dy);
+    backward_nodes(e, last, theta, dtheta, dx);
+}
+
+void fw_backward_from(fw_exec *e, const float *theta, int node, const float *dy, float *dtheta,
+                      float *dx) {
+    FW_ASSERT(node > 0 && node < e->g->n, "node %d", node);
+    fwi_buf *d = &e->nodes[node].dy;
+    FW_ASSERT(d->md.ndims == 2, "fw_backward_from: node %d (%s) is not a (B, F) vector", node,
+              fwi_ops(e->g->nodes[node].kind)->name);
+    memcpy(d->data, dy, d->bytes);
+    backward_nodes(e, node, theta, dtheta, dx);
+}
+
+const float *fw_r_forward(fw_exec *e, const float *theta, const float *v) {
+    for (int i = 1; i < e->g->n; i++) {
+        const fwi_layer_ops *ops = fwi_ops(e->g->nodes[i].kind);
+        FW_ASSERT(ops->r_forward, "layer %s has no R-forward", ops->name);
+        ops->r_forward(e, i, theta, v);
+    }
+    if (e->out_reorder)
+        fwi_reorder(e, e->out_reorder, e->nodes[e->g->n - 1].ry.mem, e->r_out_plain.mem);
+    return e->r_out_plain.data;
+}
+
+void fw_r_backward(fw_exec *e, const float *theta, const float *v, const float *r_dy, float *hv,
+                   float *r_dx) {
+    int last = e->g->n - 1;
+    seed_last(e, &e->r_dout_plain, &e->nodes[last].rdy, r_dy);
+    for (int i = last; i >= 1; i--) {
+        const fwi_layer_ops *ops = fwi_ops(e->g->nodes[i].kind);
+        FW_ASSERT(ops->r_backward, "layer %s has no R-backward", ops->name);
+        ops->r_backward(e, i, theta, v, hv, need_dx(e, i, r_dx));
+    }
+    if (r_dx)
+        memcpy(r_dx, e->nodes[0].rdy.data, e->nodes[0].rdy.bytes);
+}
+
+static void read_plain(const fw_exec *e, int node, const fwi_buf *b, float *out) {
     FW_ASSERT(node >= 0 && node < e->g->n, "node %d", node);
-    const fwi_xnode *x = &e->nodes[node];
     fw_shape s = e->g->nodes[node].out;
-    if (s.h == 1 && s.w == 1 && x->y.md.ndims == 2) {
-        memcpy(out, x->y.data, (size_t)e->batch * (size_t)s.c * sizeof(float));
+    if (s.h == 1 && s.w == 1 && b->md.ndims == 2) {
+        memcpy(out, b->data, (size_t)e->batch * (size_t)s.c * sizeof(float));
         return;
     }
-    fwi_view v = fwi_view_of(&x->y.md);
+    fwi_view v = fwi_view_of(&b->md);
     size_t o = 0;
     for (int n = 0; n < v.n; n++)
         for (int c = 0; c < v.c; c++)
             for (int h = 0; h < v.h; h++)
                 for (int w = 0; w < v.w; w++)
-                    out[o++] = x->y.data[fwi_view_index(&v, n, c, h, w)];
+                    out[o++] = b->data[fwi_view_index(&v, n, c, h, w)];
+}
+
+void fw_exec_read(const fw_exec *e, int node, float *out) {
+    read_plain(e, node, &e->nodes[node].y, out);
+}
+
+void fw_exec_read_r(const fw_exec *e, int node, float *out) {
+    read_plain(e, node, &e->nodes[node].ry, out);
 }
 
 void fw_exec_print_impls(const fw_exec *e, FILE *f) {

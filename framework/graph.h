@@ -68,8 +68,25 @@ const float *fw_forward(fw_exec *e, const float *theta, const float *x);
  * node's output, plain. Adds the parameter gradient into dtheta (+=) when dtheta is not NULL and
  * writes the gradient w.r.t. the input into dx (plain, overwritten) when dx is not NULL. */
 void fw_backward(fw_exec *e, const float *theta, const float *dy, float *dtheta, float *dx);
+/* Backward from an inner node: dy is the loss gradient w.r.t. that node's output, which must be
+ * a vector (B, F) node such as a global average pool or a linear layer (e.g. the features used
+ * for feature matching). Nodes after it are ignored. Same accumulation rules as fw_backward. */
+void fw_backward_from(fw_exec *e, const float *theta, int node, const float *dy, float *dtheta,
+                      float *dx);
 /* Copies node's last forward output into out, plain (B, C, H, W). For tests and features. */
 void fw_exec_read(const fw_exec *e, int node, float *out);
+/* The same for R{y} of the last fw_r_forward. */
+void fw_exec_read_r(const fw_exec *e, int node, float *out);
+
+/* Second order, by the R-operator (Pearlmutter 1994; docs/second-order-notes.md).
+ * After fw_forward and fw_backward at theta (same input), fw_r_forward propagates the directional
+ * derivative along the parameter direction v and returns R{output}, plain (B, C*H*W). Given
+ * r_dy = R{dL/d output} (from the loss's own R-operator, e.g. fw_softmax_xent_r), fw_r_backward
+ * adds H v (the Hessian of the loss w.r.t. theta, times v) into hv, and writes R{dL/dx} into r_dx
+ * when it is not NULL. */
+const float *fw_r_forward(fw_exec *e, const float *theta, const float *v);
+void fw_r_backward(fw_exec *e, const float *theta, const float *v, const float *r_dy, float *hv,
+                   float *r_dx);
 
 /* The oneDNN implementation chosen for each primitive, one "node kind pass: impl" line each. */
 void fw_exec_print_impls(const fw_exec *e, FILE *f);

@@ -5,9 +5,11 @@
  * (fwi_buf). A layer reads its input through e->nodes[n->in] and, in backward, writes the
  * gradient of its input into that node's dy.
  *
- * Second order (R-operator, docs/second-order-notes.md) plugs in as r_forward / r_backward:
- * each exec node will carry R{y} and R{dy} beside y and dy. They are NULL until that issue lands;
- * the runner already lets a task call forward and backward several times per inner step.
+ * Second order (R-operator, docs/second-order-notes.md): every node also carries ry = R{y} and
+ * rdy = R{dy}, the directional derivatives along a parameter direction v, in the same layout.
+ * r_forward reads the input's ry (the input node's stays 0: data does not depend on theta) and
+ * writes the node's ry; r_backward reads rdy, dy, ry and the forward state and writes the input's
+ * rdy (when need_dx) and adds the node's part of H v into hv.
  */
 #ifndef FW_INTERNAL_H
 #define FW_INTERNAL_H
@@ -71,6 +73,7 @@ typedef struct fwi_prim {
 
 typedef struct fwi_xnode {
     fwi_buf y, dy;       /* output and its gradient, same layout              */
+    fwi_buf ry, rdy;     /* R{y} and R{dy}, same layout                       */
     void *state;         /* layer-private, owned (freed by ops->exec_free)     */
 } fwi_xnode;
 
@@ -86,6 +89,7 @@ struct fw_exec {
     fwi_xnode *nodes;    /* owned; (g->n,)                                    */
     fwi_buf out_plain;   /* last node's output in plain layout                */
     fwi_buf dout_plain;  /* gradient handed to fw_backward, plain             */
+    fwi_buf r_out_plain, r_dout_plain; /* the same for R{y} and R{dy}           */
     fwi_prim *out_reorder, *dout_reorder; /* NULL when the last node is plain */
 };
 
@@ -98,8 +102,11 @@ typedef struct fwi_layer_ops {
     void (*backward)(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx);
     void (*exec_free)(void *state);
     void (*init_params)(const fwi_node *n, fw_shape in, float *w, fw_rng *r);
-    void (*r_forward)(fw_exec *e, int id, const float *theta, const float *v);   /* second order */
-    void (*r_backward)(fw_exec *e, int id, const float *theta, const float *v, float *hv);
+    /* Second order: R{y} from R{x} and the direction v (same layout as theta). */
+    void (*r_forward)(fw_exec *e, int id, const float *theta, const float *v);
+    /* R{dx} (when need_dx) and hv += R{d theta} for this node's parameters. */
+    void (*r_backward)(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                       bool need_dx);
 } fwi_layer_ops;
 
 extern const fwi_layer_ops fwi_input_ops, fwi_conv2d_ops, fwi_batchnorm_ops, fwi_relu_ops,

@@ -31,6 +31,22 @@ double fw_softmax_xent(const float *logits, const int *labels, int B, int N, flo
     return total / B;
 }
 
+void fw_softmax_xent_r(const float *logits, const float *r_logits, int B, int N, float *r_dlogits) {
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (size_t)b * (size_t)N, *rz = r_logits + (size_t)b * (size_t)N;
+        double mx = z[0], sum = 0, dot = 0;
+        for (int j = 1; j < N; j++)
+            mx = z[j] > mx ? z[j] : mx;
+        for (int j = 0; j < N; j++)
+            sum += exp(z[j] - mx);
+        for (int j = 0; j < N; j++)
+            dot += exp(z[j] - mx) / sum * rz[j];
+        for (int j = 0; j < N; j++)
+            r_dlogits[(size_t)b * (size_t)N + (size_t)j] =
+                (float)(exp(z[j] - mx) / sum * (rz[j] - dot) / B);
+    }
+}
+
 void fw_mean_ci95(const float *x, int n, double *mean, double *ci95) {
     FW_ASSERT(n > 0, "no values");
     double s = 0, ss = 0;

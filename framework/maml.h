@@ -19,6 +19,7 @@ typedef struct fw_maml {
     int inner_steps;       /* during meta-training */
     int test_inner_steps;  /* during evaluation    */
     float inner_lr;
+    bool first_order;      /* true: FOMAML; false: exact second order (R-operator HVPs) */
 } fw_maml;
 
 extern const fw_meta_ops fw_maml_ops;
