@@ -54,8 +54,10 @@ int main(int argc, char **argv) {
     float *theta = fw_alloc(P * sizeof(float)), *grad = fw_alloc(P * sizeof(float));
     FW_ASSERT(theta && grad, "out of memory");
     fw_graph_init_params(g, theta, seed);
-    fw_maml maml = {g, ways, tr.shots, tr.query, (int)fw_cfg_int(&cfg, "inner_steps"),
-                    (int)fw_cfg_int(&cfg, "test_inner_steps"), (float)fw_cfg_float(&cfg, "inner_lr")};
+    fw_maml maml = {.g = g, .ways = ways, .shots = tr.shots, .query = tr.query,
+                    .inner_steps = (int)fw_cfg_int(&cfg, "inner_steps"),
+                    .test_inner_steps = (int)fw_cfg_int(&cfg, "test_inner_steps"),
+                    .inner_lr = (float)fw_cfg_float(&cfg, "inner_lr"), .first_order = true};
     fw_meta *meta;
     FW_CHECK(fw_meta_new(&meta, &fw_maml_ops, &maml, P, mb, (int)fw_cfg_int(&cfg, "threads"), &tr));
     fw_adam adam;

@@ -55,7 +55,9 @@ int main(int argc, char **argv) {
     float *theta = fw_alloc(P * sizeof(float)), *grad = fw_alloc(P * sizeof(float));
     FW_ASSERT(theta && grad, "out of memory");
     fw_graph_init_params(g, theta, seed);
-    fw_maml maml = {g, 3, 1, 10, 1, 3, (float)fw_cfg_float(&cfg, "inner_lr")};
+    fw_maml maml = {.g = g, .ways = 3, .shots = 1, .query = 10, .inner_steps = 1,
+                    .test_inner_steps = 3, .inner_lr = (float)fw_cfg_float(&cfg, "inner_lr"),
+                    .first_order = true};
     fw_meta *meta;
     FW_CHECK(fw_meta_new(&meta, &fw_maml_ops, &maml, P, mb, 0, &tr));
     fw_adam adam;

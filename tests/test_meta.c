@@ -14,7 +14,7 @@ static float *train(const fw_graph *g, const fw_sampler *s, int meta_batch, int 
     size_t P = fw_graph_n_params(g);
     float *theta = fw_alloc(P * sizeof(float)), *grad = fw_alloc(P * sizeof(float));
     fw_graph_init_params(g, theta, 7);
-    fw_maml mm = {g, s->ways, s->shots, s->query, 1, 3, inner_lr};
+    fw_maml mm = {g, s->ways, s->shots, s->query, 1, 3, inner_lr, true};
     fw_meta *m;
     cr_assert_eq(fw_meta_new(&m, &fw_maml_ops, &mm, P, meta_batch, threads, s), FW_OK, "%s",
                  fw_last_error());
@@ -62,7 +62,7 @@ Test(meta, bitwise_identical_for_1_and_2_threads, .timeout = 120) {
 }
 
 static double eval_acc(const fw_graph *g, const fw_sampler *s, const float *theta, int n) {
-    fw_maml mm = {g, s->ways, s->shots, s->query, 1, 3, 0.4f};
+    fw_maml mm = {g, s->ways, s->shots, s->query, 1, 3, 0.4f, true};
     fw_meta *m;
     cr_assert_eq(fw_meta_new(&m, &fw_maml_ops, &mm, fw_graph_n_params(g), 4, 2, s), FW_OK);
     float acc[200];
@@ -114,7 +114,7 @@ Test(meta, eval_rejects_a_different_episode_shape) {
     fw_linear(g, fw_flatten(g, fw_input(g, 1, 8, 8)), 5);
     fw_sampler s = {&ds, 5, 1, 5, 1, FW_RNG_TRAIN_TASK}, other = s;
     other.shots = 2;
-    fw_maml mm = {g, 5, 1, 5, 1, 1, 0.1f};
+    fw_maml mm = {g, 5, 1, 5, 1, 1, 0.1f, true};
     fw_meta *m;
     cr_assert_eq(fw_meta_new(&m, &fw_maml_ops, &mm, fw_graph_n_params(g), 2, 1, &s), FW_OK);
     float theta[5 * 64 + 5] = {0}, acc[4];
