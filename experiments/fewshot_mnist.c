@@ -42,7 +42,7 @@ int main(int argc, char **argv) {
     FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), true, train_digits, 5, &train));
     FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), false, test_digits, 5, &test));
     fw_sampler tr = {&train, ways, (int)fw_cfg_int(&cfg, "shots"), (int)fw_cfg_int(&cfg, "query"),
-                     seed, FW_RNG_TRAIN_TASK};
+                     seed, FW_RNG_TRAIN_TASK, 0};
     fw_sampler te = tr;
     te.ds = &test;
     te.purpose = FW_RNG_EVAL_TASK;

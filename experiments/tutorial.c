@@ -45,7 +45,7 @@ int main(int argc, char **argv) {
     const int train_digits[] = {0, 1, 2, 3, 4, 5, 6}, test_digits[] = {7, 8, 9};
     FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), true, train_digits, 7, &train));
     FW_CHECK(mnist_load_digits(fw_cfg_str(&cfg, "data"), false, test_digits, 3, &test));
-    fw_sampler tr = {&train, 3, 1, 10, seed, FW_RNG_TRAIN_TASK}, te = tr;
+    fw_sampler tr = {&train, 3, 1, 10, seed, FW_RNG_TRAIN_TASK, 0}, te = tr;
     te.ds = &test;
     te.purpose = FW_RNG_EVAL_TASK;
 

@@ -342,17 +342,19 @@ fw_status fw_sampler_check(const fw_sampler *s) {
     if (s->shots < 1 || s->query < 1)
         return fw_errorf(FW_ERR_ARG, "sampler: shots=%d and query=%d must both be >= 1", s->shots,
                          s->query);
+    if (s->unlabeled < 0)
+        return fw_errorf(FW_ERR_ARG, "sampler: unlabeled=%d must be >= 0", s->unlabeled);
     int smallest = 0;
     for (int k = 1; k < ds->n_classes; k++)
         if (ds->class_count[k] < ds->class_count[smallest])
             smallest = k;
     /* Written as a difference so that huge shots/query cannot overflow. */
-    if (s->shots > ds->class_count[smallest] - s->query)
+    if (s->shots > ds->class_count[smallest] - s->query - s->unlabeled)
         return fw_errorf(FW_ERR_ARG,
-                         "sampler: shots+query=%lld images per class, but class %d (label %d) "
-                         "has only %d",
-                         (long long)s->shots + s->query, smallest, ds->class_label[smallest],
-                         ds->class_count[smallest]);
+                         "sampler: shots+query=%lld (+ unlabeled=%d) images per class, but class "
+                         "%d (label %d) has only %d",
+                         (long long)s->shots + s->query, s->unlabeled, smallest,
+                         ds->class_label[smallest], ds->class_count[smallest]);
     return FW_OK;
 }
 
@@ -363,8 +365,11 @@ fw_status fw_episode_init(fw_episode *ep, const fw_sampler *s) {
     const fw_dataset *ds = s->ds;
     size_t n_s = (size_t)s->ways * (size_t)s->shots, n_q = (size_t)s->ways * (size_t)s->query;
     size_t chw = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
+    size_t n_u = (size_t)s->ways * (size_t)s->unlabeled;
     *ep = (fw_episode){.ways = s->ways, .shots = s->shots, .query = s->query,
-                       .c = ds->c, .h = ds->h, .w = ds->w};
+                       .c = ds->c, .h = ds->h, .w = ds->w, .unlabeled = s->unlabeled};
+    ep->xu = fw_alloc((n_u ? n_u : 1) * chw * sizeof(float));
+    ep->src_u = fw_alloc((n_u ? n_u : 1) * sizeof(int));
     ep->xs = fw_alloc(n_s * chw * sizeof(float));
     ep->xq = fw_alloc(n_q * chw * sizeof(float));
     ep->ys = fw_alloc(n_s * sizeof(int));
@@ -372,7 +377,8 @@ fw_status fw_episode_init(fw_episode *ep, const fw_sampler *s) {
     ep->classes = fw_alloc((size_t)s->ways * sizeof(int));
     ep->src_s = fw_alloc(n_s * sizeof(int));
     ep->src_q = fw_alloc(n_q * sizeof(int));
-    if (!ep->xs || !ep->xq || !ep->ys || !ep->yq || !ep->classes || !ep->src_s || !ep->src_q) {
+    if (!ep->xs || !ep->xq || !ep->ys || !ep->yq || !ep->classes || !ep->src_s || !ep->src_q ||
+        !ep->xu || !ep->src_u) {
         fw_episode_free(ep);
         return fw_errorf(FW_ERR_NOMEM, "out of memory for a %d-way %d-shot %d-query episode",
                          s->ways, s->shots, s->query);
@@ -380,14 +386,17 @@ fw_status fw_episode_init(fw_episode *ep, const fw_sampler *s) {
     return FW_OK;
 }
 
-/* The k slots of one draw, which may be split over two arrays (support then query). */
+/* The k slots of one draw, which may be split over three arrays (support, query, unlabeled). */
 typedef struct draw_slots {
     int *a, na;
-    int *b;
+    int *b, nb;
+    int *c;
 } draw_slots;
 
 static int *slot(const draw_slots *d, int t) {
-    return t < d->na ? &d->a[t] : &d->b[t - d->na];
+    if (t < d->na)
+        return &d->a[t];
+    return t < d->na + d->nb ? &d->b[t - d->na] : &d->c[t - d->na - d->nb];
 }
 
 /* Fills k slots with distinct values from [0, n) in the order of a partial Fisher-Yates shuffle
@@ -419,11 +428,16 @@ void fw_sample(const fw_sampler *s, uint64_t step, int task, fw_episode *ep) {
     FW_ASSERT(s && s->ds && ep && ep->xs, "sampler or episode not initialised");
     const fw_dataset *ds = s->ds;
     FW_ASSERT(ep->ways == s->ways && ep->shots == s->shots && ep->query == s->query &&
+                  ep->unlabeled == s->unlabeled &&
                   ep->c == ds->c && ep->h == ds->h && ep->w == ds->w,
               "episode was initialised for another sampler");
     FW_ASSERT(s->ways <= ds->n_classes, "ways=%d > %d classes", s->ways, ds->n_classes);
     FW_ASSERT(task >= 0, "task=%d", task);
     fw_rng r = fw_rng_for(s->seed, s->purpose, step, (uint64_t)task);
+    ep->seed = s->seed;
+    ep->purpose = s->purpose;
+    ep->step = step;
+    ep->task = task;
     size_t chw = (size_t)ds->c * (size_t)ds->h * (size_t)ds->w;
 
     /* The draw order of the classes is the label permutation: label j is class classes[j]. */
@@ -431,10 +445,12 @@ void fw_sample(const fw_sampler *s, uint64_t step, int task, fw_episode *ep) {
     for (int j = 0; j < s->ways; j++) {
         int k = ep->classes[j];
         int *src_s = ep->src_s + (size_t)j * s->shots, *src_q = ep->src_q + (size_t)j * s->query;
-        FW_ASSERT(s->shots + s->query <= ds->class_count[k], "class %d too small", k);
-        /* The first `shots` draws are the support images, the rest the query images. */
-        draw_distinct(&r, ds->class_count[k], &(draw_slots){src_s, s->shots, src_q},
-                      s->shots + s->query);
+        int *src_u = ep->src_u + (size_t)j * s->unlabeled;
+        int n = s->shots + s->query + s->unlabeled;
+        FW_ASSERT(n <= ds->class_count[k], "class %d too small", k);
+        /* The first `shots` draws are the support images, then the query, then the unlabeled. */
+        draw_distinct(&r, ds->class_count[k],
+                      &(draw_slots){src_s, s->shots, src_q, s->query, src_u}, n);
         for (int t = 0; t < s->shots; t++) {
             src_s[t] += ds->class_start[k];
             ep->ys[(size_t)j * s->shots + t] = j;
@@ -444,6 +460,10 @@ void fw_sample(const fw_sampler *s, uint64_t step, int task, fw_episode *ep) {
             src_q[t] += ds->class_start[k];
             ep->yq[(size_t)j * s->query + t] = j;
             copy_image(ds, src_q[t], ep->xq + ((size_t)j * s->query + t) * chw);
+        }
+        for (int t = 0; t < s->unlabeled; t++) {
+            src_u[t] += ds->class_start[k];
+            copy_image(ds, src_u[t], ep->xu + ((size_t)j * s->unlabeled + t) * chw);
         }
     }
 }
@@ -458,5 +478,7 @@ void fw_episode_free(fw_episode *ep) {
     fw_free(ep->classes);
     fw_free(ep->src_s);
     fw_free(ep->src_q);
+    fw_free(ep->xu);
+    fw_free(ep->src_u);
     *ep = (fw_episode){0};
 }

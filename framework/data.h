@@ -52,6 +52,7 @@ typedef struct fw_sampler {
     int ways, shots, query;
     uint64_t seed;
     uint64_t purpose;     /* FW_RNG_TRAIN_TASK or FW_RNG_EVAL_TASK, from rng.h */
+    int unlabeled;        /* extra unlabeled images per class (semi-supervised); usually 0 */
 } fw_sampler;
 
 typedef struct fw_episode {
@@ -61,14 +62,21 @@ typedef struct fw_episode {
     int *ys, *yq;     /* owned; labels in [0, ways), a random permutation per task    */
     int *classes;     /* owned; (ways,) dataset class index behind label j            */
     int *src_s, *src_q; /* owned; dataset image index of each support / query image  */
+    int unlabeled;    /* per class                                                     */
+    float *xu;        /* owned; (ways*unlabeled, c, h, w) unlabeled images of the same classes */
+    int *src_u;       /* owned; their dataset image indices                            */
+    /* Identity: the episode is fw_sample(sampler with seed and purpose, step, task). Models
+     * derive their own random streams (e.g. generator noise) from it. */
+    uint64_t seed, purpose, step;
+    int task;
 } fw_episode;
 
-/* Checks that the sampler can draw episodes: ways >= 2, ways <= n_classes, shots >= 1, query >= 1
- * and shots + query <= the smallest class. FW_ERR_ARG with a message otherwise. */
+/* Checks that the sampler can draw episodes: ways >= 2, ways <= n_classes, shots >= 1, query >= 1,
+ * unlabeled >= 0 and shots + query + unlabeled <= the smallest class. FW_ERR_ARG otherwise. */
 fw_status fw_sampler_check(const fw_sampler *s);
 fw_status fw_episode_init(fw_episode *ep, const fw_sampler *s);
-/* Draws task `task` of meta-iteration `step`. Support and query images are distinct; images are
- * ordered class by class (label order). Allocates nothing. */
+/* Draws task `task` of meta-iteration `step`. Support, query and unlabeled images are distinct;
+ * images are ordered class by class (label order). Allocates nothing. */
 void fw_sample(const fw_sampler *s, uint64_t step, int task, fw_episode *ep);
 void fw_episode_free(fw_episode *ep);
 

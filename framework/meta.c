@@ -121,6 +121,7 @@ fw_status fw_meta_step(fw_meta *m, uint64_t step, const float *theta, float *met
 
 static bool same_shape(const fw_sampler *a, const fw_sampler *b) {
     return a->ways == b->ways && a->shots == b->shots && a->query == b->query &&
+           a->unlabeled == b->unlabeled &&
            a->ds->c == b->ds->c && a->ds->h == b->ds->h && a->ds->w == b->ds->w;
 }
 

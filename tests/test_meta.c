@@ -37,7 +37,7 @@ static float *train(const fw_graph *g, const fw_sampler *s, int meta_batch, int 
 Test(meta, bitwise_identical_for_1_and_2_threads, .timeout = 120) {
     fw_dataset ds;
     cr_assert_eq(synthetic_prototypes(&ds, 10, 20, 28, 28, 0.1f, 3), FW_OK);
-    fw_sampler s = {&ds, 5, 1, 15, 11, FW_RNG_TRAIN_TASK};
+    fw_sampler s = {&ds, 5, 1, 15, 11, FW_RNG_TRAIN_TASK, 0};
     fw_graph *g = conv4_new(1, 28, 28, 64, 5, CONV4_STRIDED);
     size_t P = fw_graph_n_params(g);
     int batches[] = {8, 5};
@@ -90,8 +90,8 @@ Test(meta, maml_learns_synthetic_tasks, .timeout = 120) {
     x = fw_relu(g, fw_batchnorm(g, fw_conv2d(g, x, 16, 3, 2, 1, false)));
     x = fw_relu(g, fw_batchnorm(g, fw_conv2d(g, x, 16, 3, 2, 1, false)));
     fw_linear(g, fw_global_avgpool(g, x), 5);
-    fw_sampler s_tr = {&tr, 5, 1, 5, 1, FW_RNG_TRAIN_TASK};
-    fw_sampler s_te = {&te, 5, 1, 5, 1, FW_RNG_EVAL_TASK};
+    fw_sampler s_tr = {&tr, 5, 1, 5, 1, FW_RNG_TRAIN_TASK, 0};
+    fw_sampler s_te = {&te, 5, 1, 5, 1, FW_RNG_EVAL_TASK, 0};
     float *init = fw_alloc(fw_graph_n_params(g) * sizeof(float));
     fw_graph_init_params(g, init, 7);
     double before = eval_acc(g, &s_te, init, 200);
@@ -112,7 +112,7 @@ Test(meta, eval_rejects_a_different_episode_shape) {
     cr_assert_eq(synthetic_prototypes(&ds, 10, 20, 8, 8, 0.1f, 3), FW_OK);
     fw_graph *g = fw_graph_new();
     fw_linear(g, fw_flatten(g, fw_input(g, 1, 8, 8)), 5);
-    fw_sampler s = {&ds, 5, 1, 5, 1, FW_RNG_TRAIN_TASK}, other = s;
+    fw_sampler s = {&ds, 5, 1, 5, 1, FW_RNG_TRAIN_TASK, 0}, other = s;
     other.shots = 2;
     fw_maml mm = {g, 5, 1, 5, 1, 1, 0.1f, true};
     fw_meta *m;
@@ -128,7 +128,7 @@ Test(meta, eval_rejects_a_different_episode_shape) {
 Test(meta, nearest_neighbour_is_perfect_without_noise) {
     fw_dataset ds;
     cr_assert_eq(synthetic_prototypes(&ds, 6, 10, 8, 8, 0.0f, 9), FW_OK);
-    fw_sampler s = {&ds, 5, 1, 3, 1, FW_RNG_EVAL_TASK};
+    fw_sampler s = {&ds, 5, 1, 3, 1, FW_RNG_EVAL_TASK, 0};
     float acc[20];
     fw_nearest_neighbour_eval(&s, 20, acc);
     for (int i = 0; i < 20; i++)
