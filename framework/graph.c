@@ -10,6 +10,8 @@ static const fwi_layer_ops *const registry[FWI_KIND_COUNT] = {
     [FWI_BATCHNORM] = &fwi_batchnorm_ops, [FWI_RELU] = &fwi_relu_ops,
     [FWI_MAXPOOL] = &fwi_maxpool_ops, [FWI_AVGPOOL] = &fwi_avgpool_ops,
     [FWI_FLATTEN] = &fwi_flatten_ops, [FWI_LINEAR] = &fwi_linear_ops,
+    [FWI_DECONV2D] = &fwi_deconv2d_ops, [FWI_SIGMOID] = &fwi_sigmoid_ops,
+    [FWI_TANH] = &fwi_tanh_ops,       [FWI_RESHAPE] = &fwi_reshape_ops,
 };
 
 const fwi_layer_ops *fwi_ops(fwi_kind kind) {
@@ -118,6 +120,39 @@ int fw_linear(fw_graph *g, int x, int out) {
                   .n_params = (size_t)out * (size_t)in.c + (size_t)out};
     n.linear.out = out;
     return add_node(g, n);
+}
+
+int fw_deconv2d(fw_graph *g, int x, int out_c, int k, int stride, int pad, bool bias) {
+    fw_shape in = shape_of(g, x);
+    FW_ASSERT(out_c > 0 && k > 0 && stride > 0 && pad >= 0 && pad < k,
+              "deconv2d: out_c %d, k %d, stride %d, pad %d", out_c, k, stride, pad);
+    int oh = (in.h - 1) * stride - 2 * pad + k, ow = (in.w - 1) * stride - 2 * pad + k;
+    FW_ASSERT(oh > 0 && ow > 0, "deconv2d: %dx%d input gives an empty output for k %d pad %d",
+              in.h, in.w, k, pad);
+    fwi_node n = {.kind = FWI_DECONV2D, .in = x, .out = {out_c, oh, ow}};
+    n.deconv.out_c = out_c;
+    n.deconv.k = k;
+    n.deconv.stride = stride;
+    n.deconv.pad = pad;
+    n.deconv.bias = bias;
+    n.n_params = (size_t)in.c * (size_t)out_c * (size_t)(k * k) + (bias ? (size_t)out_c : 0);
+    return add_node(g, n);
+}
+
+int fw_sigmoid(fw_graph *g, int x) {
+    return add_node(g, (fwi_node){.kind = FWI_SIGMOID, .in = x, .out = shape_of(g, x)});
+}
+
+int fw_tanh(fw_graph *g, int x) {
+    return add_node(g, (fwi_node){.kind = FWI_TANH, .in = x, .out = shape_of(g, x)});
+}
+
+int fw_reshape(fw_graph *g, int x, int c, int h, int w) {
+    fw_shape in = shape_of(g, x);
+    FW_ASSERT(c > 0 && h > 0 && w > 0 && (long)c * h * w == (long)in.c * in.h * in.w,
+              "reshape: (%d, %d, %d) -> (%d, %d, %d) changes the element count", in.c, in.h,
+              in.w, c, h, w);
+    return add_node(g, (fwi_node){.kind = FWI_RESHAPE, .in = x, .out = {c, h, w}});
 }
 
 /* ---- queries ---- */

@@ -39,6 +39,15 @@ int fw_maxpool2(fw_graph *g, int x);        /* 2x2, stride 2, floor; own kernel 
 int fw_global_avgpool(fw_graph *g, int x);  /* (C, H, W) -> (C, 1, 1) vector            */
 int fw_flatten(fw_graph *g, int x);         /* (C, H, W) -> (C*H*W, 1, 1), CHW order    */
 int fw_linear(fw_graph *g, int x, int out); /* vector input: use flatten or avgpool first */
+/* Transposed convolution (PyTorch ConvTranspose2d): (C, H, W) -> (out_c, (H-1)s - 2p + k, same
+ * for W). Parameters: weights (C, out_c, k, k) in PyTorch's layout, then the bias (out_c) when
+ * bias is set. k4 s2 p1 doubles H and W. Leave bias off in front of batchnorm. */
+int fw_deconv2d(fw_graph *g, int x, int out_c, int k, int stride, int pad, bool bias);
+int fw_sigmoid(fw_graph *g, int x);         /* 1 / (1 + exp(-x)), element-wise           */
+int fw_tanh(fw_graph *g, int x);            /* element-wise                              */
+/* Any input of C*H*W elements per example (e.g. a (F) vector) -> (C, H, W), CHW order: the
+ * inverse of fw_flatten. The output is plain; (C, 1, 1) makes a vector. */
+int fw_reshape(fw_graph *g, int x, int c, int h, int w);
 
 int fw_graph_n_nodes(const fw_graph *g);
 fw_shape fw_graph_shape(const fw_graph *g, int node);

@@ -30,6 +30,10 @@ typedef enum fwi_kind {
     FWI_AVGPOOL,
     FWI_FLATTEN,
     FWI_LINEAR,
+    FWI_DECONV2D,
+    FWI_SIGMOID,
+    FWI_TANH,
+    FWI_RESHAPE,
     FWI_KIND_COUNT
 } fwi_kind;
 
@@ -43,6 +47,7 @@ typedef struct fwi_node {
         struct { int out_c, k, stride, pad; bool bias; } conv;
         struct { float slope; } relu;
         struct { int out; } linear;
+        struct { int out_c, k, stride, pad; bool bias; } deconv;
     };
 } fwi_node;
 
@@ -111,6 +116,7 @@ typedef struct fwi_layer_ops {
 
 extern const fwi_layer_ops fwi_input_ops, fwi_conv2d_ops, fwi_batchnorm_ops, fwi_relu_ops,
     fwi_maxpool_ops, fwi_avgpool_ops, fwi_flatten_ops, fwi_linear_ops;
+extern const fwi_layer_ops fwi_deconv2d_ops, fwi_sigmoid_ops, fwi_tanh_ops, fwi_reshape_ops;
 const fwi_layer_ops *fwi_ops(fwi_kind kind);
 
 static inline const fwi_node *fwi_node_of(const fw_exec *e, int id) {

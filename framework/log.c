@@ -13,6 +13,7 @@
 #include <inttypes.h>
 #include <omp.h>
 #include <stdarg.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -557,6 +558,63 @@ fw_status fw_log_eval(fw_log *l, const char *name, int64_t step, const float *ac
     fw_status s = write_eval(l, dname, step, acc, n, mean, ci95);
     quiet_end(q);
     free(dname);
+    return s;
+}
+
+/* ---- image grids ---- */
+
+static void make_grid(const float *images, int n, int h, int w, int cols, uint8_t *grid) {
+    int rows = (n + cols - 1) / cols;
+    memset(grid, 0, (size_t)rows * (size_t)h * (size_t)cols * (size_t)w);
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float v = images[((size_t)i * (size_t)h + (size_t)y) * (size_t)w + (size_t)x];
+                v = v < 0 ? 0 : v > 1 ? 1 : v;
+                size_t gy = (size_t)(i / cols * h + y), gx = (size_t)(i % cols * w + x);
+                grid[gy * (size_t)cols * (size_t)w + gx] = (uint8_t)lrintf(v * 255.0f);
+            }
+}
+
+fw_status fw_log_images(fw_log *l, const char *name, int64_t step, const float *images, int n,
+                        int h, int w, int cols) {
+    assert_serial(__func__);
+    FW_ASSERT(l && name && images && n > 0 && h > 0 && w > 0 && cols > 0, "bad arguments");
+    int rows = (n + cols - 1) / cols;
+    hsize_t dims[2] = {(hsize_t)rows * (hsize_t)h, (hsize_t)cols * (hsize_t)w};
+    uint8_t *grid = malloc(dims[0] * dims[1]);
+    char *dname = str_printf("/samples/%s/%08lld", name, (long long)step);
+    if (!grid || !dname) {
+        free(grid);
+        free(dname);
+        return fw_errorf(FW_ERR_NOMEM, "out of memory writing samples '%s'", name);
+    }
+    make_grid(images, n, h, w, cols, grid);
+    quiet q = quiet_begin();
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    hid_t space = H5Screate_simple(2, dims, NULL);
+    hid_t ds = -1;
+    fw_status s = FW_OK;
+    if (lcpl < 0 || space < 0 || H5Pset_create_intermediate_group(lcpl, 1) < 0)
+        s = hdf5_error(l->path, "preparing", dname);
+    if (s == FW_OK && (ds = H5Dcreate2(l->file, dname, H5T_STD_U8LE, space, lcpl, H5P_DEFAULT,
+                                       H5P_DEFAULT)) < 0)
+        s = hdf5_error(l->path, "creating dataset", dname);
+    if (s == FW_OK && H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, grid) < 0)
+        s = hdf5_error(l->path, "writing dataset", dname);
+    if (s == FW_OK)
+        s = attr_i64(l, ds, "step", step);
+    if (ds >= 0)
+        H5Dclose(ds);
+    if (space >= 0)
+        H5Sclose(space);
+    if (lcpl >= 0)
+        H5Pclose(lcpl);
+    if (s == FW_OK && H5Fflush(l->file, H5F_SCOPE_GLOBAL) < 0)
+        s = hdf5_error(l->path, "flushing", "the file");
+    quiet_end(q);
+    free(dname);
+    free(grid);
     return s;
 }
 

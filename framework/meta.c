@@ -18,10 +18,11 @@ struct fw_meta {
 };
 
 fw_task_out fw_task_mean(const fw_task_out *outs, int n) {
-    fw_task_out m = {0, 0};
+    fw_task_out m = {0, 0, 0};
     for (int t = 0; t < n; t++) {
         m.loss += outs[t].loss / n;
         m.acc += outs[t].acc / n;
+        m.g_loss += outs[t].g_loss / n;
     }
     return m;
 }
@@ -108,9 +109,10 @@ fw_status fw_meta_step(fw_meta *m, uint64_t step, const float *theta, float *met
     /* Serial and in task order: the sum does not depend on which thread ran which task. */
     fw_vec_zero(meta_grad, P);
     for (int task = 0; task < m->meta_batch; task++) {
-        if (!isfinite(outs[task].loss))
-            return fw_errorf(FW_ERR_NUMERIC, "iteration %llu: task %d has query loss %g",
-                             (unsigned long long)step, task, outs[task].loss);
+        if (!isfinite(outs[task].loss) || !isfinite(outs[task].g_loss))
+            return fw_errorf(FW_ERR_NUMERIC,
+                             "iteration %llu: task %d has query loss %g, generator loss %g",
+                             (unsigned long long)step, task, outs[task].loss, outs[task].g_loss);
         fw_vec_axpy(meta_grad, 1.0f / (float)m->meta_batch, m->slots + (size_t)task * P, P);
     }
     if (!fw_vec_all_finite(meta_grad, P))
@@ -138,7 +140,7 @@ fw_status fw_meta_eval(fw_meta *m, const fw_sampler *s, int n, const float *thet
         int t = omp_get_thread_num();
 #pragma omp for schedule(dynamic)
         for (int i = 0; i < n; i++) {
-            fw_task_out o;
+            fw_task_out o = {0, 0, 0};
             fw_sample(s, 0, i, &m->episodes[t]);
             m->ops->task(m->model, m->workers[t], &m->episodes[t], theta, NULL, &o);
             acc[i] = (float)o.acc;

@@ -16,8 +16,9 @@
 #include "framework/data.h"
 
 typedef struct fw_task_out {
-    double loss;       /* query loss after adaptation           */
-    double acc;        /* query accuracy after adaptation, 0..1 */
+    double loss;       /* query loss after adaptation (the classifier's meta-loss) */
+    double acc;        /* query accuracy after adaptation, 0..1                    */
+    double g_loss;     /* generator loss (MetaGAN), 0 for models without one        */
 } fw_task_out;
 
 /* Mean loss and accuracy over n task outputs. */

@@ -4,6 +4,9 @@
  * producing layer. eps = 1e-5, as PyTorch's default, so reference checks use the same formula. */
 #include "framework/internal.h"
 
+#include <math.h>
+#include <stdlib.h>
+
 #define BN_EPS 1e-5f
 
 typedef struct bn_state {
@@ -11,7 +14,25 @@ typedef struct bn_state {
     fwi_buf scale, shift;          /* views of theta                        */
     fwi_buf mean, var;             /* batch statistics of the last forward  */
     fwi_buf dscale, dshift;
+    /* R-operator: the layout as a view, and per-channel double accumulators (allocated once). */
+    fwi_view view;
+    double *acc;                   /* (BN_R_ACC, C)                          */
 } bn_state;
+
+enum { BN_R_ACC = 9 }; /* rows of bn_state.acc, see bn_r_stats */
+
+/* The layout as (outer, H*W, inner) with outer = N * CB (as fwi_view); a (B, C) vector is nhwc
+ * with H = W = 1. */
+static fwi_view bn_view(const dnnl_memory_desc_t *md) {
+    if (md->ndims == 2) {
+        dnnl_memory_desc_t t;
+        fwi_md_tag(&t, 2, md->dims, dnnl_nc);
+        FW_ASSERT(dnnl_memory_desc_equal(&t, md), "batchnorm: unsupported 2-D layout");
+        return (fwi_view){.n = (int)md->dims[0], .c = (int)md->dims[1], .h = 1, .w = 1,
+                          .inner = (int)md->dims[1], .cb = 1, .tag = dnnl_nhwc};
+    }
+    return fwi_view_of(md);
+}
 
 static fw_status bn_build(fw_exec *e, int id, bn_state *st) {
     const dnnl_memory_desc_t *data = &fwi_in(e, id)->y.md;
@@ -29,6 +50,12 @@ static fw_status bn_build(fw_exec *e, int id, bn_state *st) {
         (r = fwi_prim_new(e, &st->bwd, bpd, "batchnorm bwd", false)) != FW_OK)
         goto done;
     e->nodes[id].y.md = *fwi_pd_md(fpd, DNNL_ARG_DST);
+    st->view = bn_view(data);
+    st->acc = calloc((size_t)BN_R_ACC * (size_t)st->view.c, sizeof *st->acc);
+    if (!st->acc) {
+        r = fw_errorf(FW_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     const dnnl_memory_desc_t *c_md = fwi_pd_md(fpd, DNNL_ARG_SCALE);
     if ((r = fwi_buf_wrap(e, &st->scale, c_md, NULL)) != FW_OK ||
         (r = fwi_buf_wrap(e, &st->shift, c_md, NULL)) != FW_OK ||
@@ -48,6 +75,7 @@ static void bn_exec_free(void *state) {
     fwi_buf *bufs[] = {&st->scale, &st->shift, &st->mean, &st->var, &st->dscale, &st->dshift};
     for (size_t i = 0; i < FW_COUNTOF(bufs); i++)
         fwi_buf_free(bufs[i]);
+    free(st->acc);
     free(st);
 }
 
@@ -91,6 +119,130 @@ static void bn_backward(fw_exec *e, int id, const float *theta, float *dtheta, b
     }
 }
 
+/* ---- R-operator (docs/second-order-notes.md), hand-written over the layout in double ----
+ *
+ * Per channel c over its M = N*H*W entries, with x^ = (x - mu) / s, s = sqrt(var + eps) from the
+ * forward pass's batch statistics:
+ *   R s = mean(x^ Rx), R x^ = (Rx - mean(Rx) - x^ mean(x^ Rx)) / s, R y = g R x^ + v_g x^ + v_b
+ * (g, v_g, v_b: scale, and the direction's scale and shift).
+ * Every element of a blocked layout is visited as (outer o, spatial p, lane i) with channel
+ * c = (o mod CB) * inner + i; lanes of padded channels (c >= C) are skipped and stay 0. */
+#define BN_FOR_EACH(v, c, idx)                                                                   \
+    for (size_t o_ = 0; o_ < (size_t)(v)->n * (size_t)(v)->cb; o_++)                            \
+        for (size_t p_ = 0, hw_ = (size_t)(v)->h * (size_t)(v)->w; p_ < hw_; p_++)              \
+            for (size_t i_ = 0, c0_ = (o_ % (size_t)(v)->cb) * (size_t)(v)->inner;              \
+                 i_ < (size_t)(v)->inner && c0_ + i_ < (size_t)(v)->c; i_++)                    \
+                for (size_t c = c0_ + i_, idx = (o_ * hw_ + p_) * (size_t)(v)->inner + i_,      \
+                            once_ = 1;                                                           \
+                     once_; once_ = 0)
+
+/* Row r of the accumulators. */
+static inline double *bn_row(bn_state *st, int r) {
+    return st->acc + (size_t)r * (size_t)st->view.c;
+}
+enum { A_MU, A_S, A_RX, A_XRX, A_GY, A_GYX, A_RGY, A_RGYX, A_GYRXH };
+
+static inline double bn_sigma(const bn_state *st, size_t c) {
+    return sqrt((double)st->var.data[c] + (double)BN_EPS);
+}
+
+/* Rows A_MU, A_S: mean and sigma; A_RX, A_XRX: mean(Rx) and mean(x^ Rx). */
+static void bn_r_stats(bn_state *st, const float *x, const float *rx) {
+    const fwi_view *v = &st->view;
+    size_t C = (size_t)v->c;
+    double *mu = bn_row(st, A_MU), *sg = bn_row(st, A_S);
+    double *m_rx = bn_row(st, A_RX), *m_xrx = bn_row(st, A_XRX);
+    for (size_t c = 0; c < C; c++) {
+        mu[c] = st->mean.data[c];
+        sg[c] = bn_sigma(st, c);
+        m_rx[c] = m_xrx[c] = 0;
+    }
+    BN_FOR_EACH(v, c, i) {
+        double xh = ((double)x[i] - mu[c]) / sg[c];
+        m_rx[c] += rx[i];
+        m_xrx[c] += xh * rx[i];
+    }
+    double inv_m = 1.0 / ((double)v->n * v->h * v->w);
+    for (size_t c = 0; c < C; c++) {
+        m_rx[c] *= inv_m;
+        m_xrx[c] *= inv_m;
+    }
+}
+
+static void bn_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    bn_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    size_t C = (size_t)n->out.c;
+    const float *g = theta + n->param_off, *vg = v + n->param_off, *vb = vg + C;
+    const float *x = fwi_in(e, id)->y.data, *rx = fwi_in(e, id)->ry.data;
+    float *ry = e->nodes[id].ry.data;
+    bn_r_stats(st, x, rx);
+    const double *mu = bn_row(st, A_MU), *sg = bn_row(st, A_S);
+    const double *m_rx = bn_row(st, A_RX), *m_xrx = bn_row(st, A_XRX);
+    BN_FOR_EACH(&st->view, c, i) {
+        double xh = ((double)x[i] - mu[c]) / sg[c];
+        double rxh = ((double)rx[i] - m_rx[c] - xh * m_xrx[c]) / sg[c];
+        ry[i] = (float)((double)g[c] * rxh + (double)vg[c] * xh + (double)vb[c]);
+    }
+}
+
+/* With g_x^ = g g_y, m = mean(g_x^ x^), g_x = (g_x^ - mean(g_x^) - x^ m) / s:
+ *   R g_gamma = sum(R g_y x^ + g_y R x^), R g_beta = sum R g_y, R g_x^ = v_g g_y + g R g_y,
+ *   R g_x = -(R s / s) g_x + (R g_x^ - mean(R g_x^) - R x^ m - x^ mean(R g_x^ x^ + g_x^ R x^)) / s. */
+static void bn_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                          bool need_dx) {
+    bn_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    const fwi_view *vw = &st->view;
+    size_t C = (size_t)n->out.c;
+    fwi_xnode *in = fwi_in(e, id), *me = &e->nodes[id];
+    const float *g = theta + n->param_off, *vg = v + n->param_off;
+    const float *x = in->y.data, *rx = in->ry.data, *gy = me->dy.data, *rgy = me->rdy.data;
+    bn_r_stats(st, x, rx); /* the same values as in the R-forward: recomputed, not stored */
+    const double *mu = bn_row(st, A_MU), *sg = bn_row(st, A_S);
+    const double *m_rx = bn_row(st, A_RX), *m_xrx = bn_row(st, A_XRX);
+    double *m_gy = bn_row(st, A_GY), *m_gyx = bn_row(st, A_GYX), *m_rgy = bn_row(st, A_RGY);
+    double *m_rgyx = bn_row(st, A_RGYX), *m_gyrxh = bn_row(st, A_GYRXH);
+    for (size_t c = 0; c < C; c++)
+        m_gy[c] = m_gyx[c] = m_rgy[c] = m_rgyx[c] = m_gyrxh[c] = 0;
+    BN_FOR_EACH(vw, c, i) {
+        double xh = ((double)x[i] - mu[c]) / sg[c];
+        double rxh = ((double)rx[i] - m_rx[c] - xh * m_xrx[c]) / sg[c];
+        m_gy[c] += gy[i];
+        m_gyx[c] += (double)gy[i] * xh;
+        m_rgy[c] += rgy[i];
+        m_rgyx[c] += (double)rgy[i] * xh;
+        m_gyrxh[c] += (double)gy[i] * rxh;
+    }
+    if (hv)
+        for (size_t c = 0; c < C; c++) {
+            hv[n->param_off + c] += (float)(m_rgyx[c] + m_gyrxh[c]);
+            hv[n->param_off + C + c] += (float)m_rgy[c];
+        }
+    if (!need_dx)
+        return;
+    double inv_m = 1.0 / ((double)vw->n * vw->h * vw->w);
+    for (size_t c = 0; c < C; c++) {
+        m_gy[c] *= inv_m;
+        m_gyx[c] *= inv_m;
+        m_rgy[c] *= inv_m;
+        m_rgyx[c] *= inv_m;
+        m_gyrxh[c] *= inv_m;
+    }
+    float *rdx = in->rdy.data;
+    BN_FOR_EACH(vw, c, i) {
+        double gc = g[c], vgc = vg[c], s = sg[c];
+        double xh = ((double)x[i] - mu[c]) / s;
+        double rxh = ((double)rx[i] - m_rx[c] - xh * m_xrx[c]) / s;
+        double m = gc * m_gyx[c];                              /* mean(g_x^ x^)    */
+        double gx = (gc * gy[i] - gc * m_gy[c] - xh * m) / s;   /* g_x              */
+        double rgxh = vgc * gy[i] + gc * rgy[i];                /* R g_x^           */
+        double m_rgxh = vgc * m_gy[c] + gc * m_rgy[c];          /* mean(R g_x^)     */
+        double m_mix = vgc * m_gyx[c] + gc * m_rgyx[c] + gc * m_gyrxh[c];
+        rdx[i] = (float)(-m_xrx[c] / s * gx + (rgxh - m_rgxh - rxh * m - xh * m_mix) / s);
+    }
+}
+
 static void bn_init(const fwi_node *n, fw_shape in, float *w, fw_rng *r) {
     (void)in, (void)r;
     for (int c = 0; c < n->out.c; c++) {
@@ -106,4 +258,6 @@ const fwi_layer_ops fwi_batchnorm_ops = {
     .backward = bn_backward,
     .exec_free = bn_exec_free,
     .init_params = bn_init,
+    .r_forward = bn_r_forward,
+    .r_backward = bn_r_backward,
 };

@@ -20,6 +20,12 @@ typedef struct conv_state {
     fwi_buf w_fwd, w_bwd;  /* weights in the forward / backward-data layouts         */
     fwi_buf dw, dw_plain, db;
     size_t n_w;            /* weight count, bias excluded                            */
+    /* R-operator (second order): the direction V in the forward / backward-data layouts, its
+     * bias view, a zero bias for the W*Rx pass, R{x} in the src layout (own buffer or alias as
+     * for x), an alias of the input's R{dx}, and one dst- and one src-layout temporary. */
+    fwi_buf v_fwd, v_bwd, vb_user, zero_b;
+    fwi_buf rxr, rdxr;
+    fwi_buf ty, tx;
 } conv_state;
 
 /* src/diff_src as the primitive sees them: the producer's buffer when the layouts agree (or are
@@ -37,6 +43,30 @@ static fw_status adapt_input(fw_exec *e, conv_state *st, int id, const dnnl_memo
     FW_TRY(fwi_buf_alloc(e, &st->dxr, want));
     FW_TRY(fwi_reorder_new(e, &st->x_in, &in->y.md, want, "conv2d src reorder"));
     return fwi_reorder_new(e, &st->dx_out, want, &in->y.md, "conv2d diff_src reorder");
+}
+
+/* The R-operator's buffers, allocated once here: nothing is allocated in the passes. */
+static fw_status r_buffers(fw_exec *e, conv_state *st, int id, const dnnl_memory_desc_t *src_md,
+                           const dnnl_memory_desc_t *dst_md, const dnnl_memory_desc_t *bias_md) {
+    const fwi_buf *bufs[] = {&st->w_fwd, &st->w_bwd};
+    fwi_buf *vbufs[] = {&st->v_fwd, &st->v_bwd};
+    for (int i = 0; i < 2; i++) {
+        if (bufs[i]->owned)
+            FW_TRY(fwi_buf_alloc(e, vbufs[i], &bufs[i]->md));
+        else
+            FW_TRY(fwi_buf_wrap(e, vbufs[i], &bufs[i]->md, NULL));
+    }
+    FW_TRY(fwi_buf_wrap(e, &st->vb_user, bias_md, NULL));
+    FW_TRY(fwi_buf_alloc(e, &st->zero_b, bias_md)); /* zero-filled, never written */
+    if (st->x_in)
+        FW_TRY(fwi_buf_alloc(e, &st->rxr, src_md));
+    else if (st->xr.mem) {
+        FW_TRY(fwi_buf_wrap(e, &st->rxr, src_md, NULL));
+        FW_TRY(fwi_buf_wrap(e, &st->rdxr, src_md, NULL));
+    }
+    if (fwi_node_of(e, id)->in != 0) /* the input node's R{y} is 0: no W*Rx pass to add to */
+        FW_TRY(fwi_buf_alloc(e, &st->ty, dst_md));
+    return fwi_buf_alloc(e, &st->tx, src_md);
 }
 
 /* A weight buffer in layout `md`: a view of theta when plain, else an own buffer + reorder. */
@@ -100,7 +130,8 @@ static fw_status conv_exec_new_(fw_exec *e, int id, conv_state *st) {
         (r = fwi_buf_alloc(e, &st->dw, fwi_pd_md(wpd, DNNL_ARG_DIFF_WEIGHTS))) != FW_OK ||
         (r = fwi_buf_alloc(e, &st->dw_plain, &w_plain)) != FW_OK ||
         (r = fwi_buf_alloc(e, &st->db, &bias)) != FW_OK ||
-        (r = fwi_reorder_new(e, &st->dw_r, &st->dw.md, &w_plain, "conv2d diff_weights reorder")))
+        (r = fwi_reorder_new(e, &st->dw_r, &st->dw.md, &w_plain, "conv2d diff_weights reorder")) ||
+        (r = r_buffers(e, st, id, src_md, dst_md, &bias)) != FW_OK)
         goto done;
 done:
     if (fpd) dnnl_primitive_desc_destroy(fpd);
@@ -111,8 +142,10 @@ done:
 
 static void conv_exec_free(void *state) {
     conv_state *st = state;
-    fwi_buf *bufs[] = {&st->xr, &st->dxr, &st->w_user, &st->b_user, &st->w_fwd,
-                       &st->w_bwd, &st->dw, &st->dw_plain, &st->db};
+    fwi_buf *bufs[] = {&st->xr,   &st->dxr,     &st->w_user, &st->b_user,  &st->w_fwd,
+                       &st->w_bwd, &st->dw,     &st->dw_plain, &st->db,    &st->v_fwd,
+                       &st->v_bwd, &st->vb_user, &st->zero_b, &st->rxr,    &st->rdxr,
+                       &st->ty,    &st->tx};
     for (size_t i = 0; i < FW_COUNTOF(bufs); i++)
         fwi_buf_free(bufs[i]);
     free(st);
@@ -201,6 +234,108 @@ static void conv_backward(fw_exec *e, int id, const float *theta, float *dtheta,
         fwi_reorder(e, st->dx_out, st->dxr.mem, in->dy.mem);
 }
 
+/* ---- R-operator (docs/second-order-notes.md): the same primitives with other memories ---- */
+
+/* R{x} in the src layout, like src_mem does for x. */
+static dnnl_memory_t r_src_mem(fw_exec *e, conv_state *st, int id) {
+    fwi_xnode *in = fwi_in(e, id);
+    if (st->x_in) {
+        fwi_reorder(e, st->x_in, in->ry.mem, st->rxr.mem);
+        return st->rxr.mem;
+    }
+    if (st->rxr.mem) {
+        fwi_buf_point(&st->rxr, in->ry.data);
+        return st->rxr.mem;
+    }
+    return in->ry.mem;
+}
+
+/* R y = W * R x + V * x + v_b. The first layer's R x is 0, so only V * x + v_b remains. */
+static void conv_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    conv_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    fwi_xnode *in = fwi_in(e, id);
+    fwi_buf *ry = &e->nodes[id].ry;
+    const float *vt = v + n->param_off;
+    load_weights(e, st, &st->v_fwd, st->w_fwd_r, vt);
+    if (n->conv.bias)
+        fwi_buf_point(&st->vb_user, vt + st->n_w);
+    dnnl_memory_t x = st->xr.mem ? st->xr.mem : in->y.mem; /* left in place by the forward */
+    bool first = n->in == 0;
+    dnnl_exec_arg_t vx[] = {{DNNL_ARG_SRC, x},
+                            {DNNL_ARG_WEIGHTS, st->v_fwd.mem},
+                            {DNNL_ARG_BIAS, st->vb_user.mem},
+                            {DNNL_ARG_DST, first ? ry->mem : st->ty.mem}};
+    fwi_run(e, st->fwd, 4, vx);
+    if (first)
+        return;
+    load_weights(e, st, &st->w_fwd, st->w_fwd_r, theta + n->param_off);
+    dnnl_exec_arg_t wrx[] = {{DNNL_ARG_SRC, r_src_mem(e, st, id)},
+                             {DNNL_ARG_WEIGHTS, st->w_fwd.mem},
+                             {DNNL_ARG_BIAS, st->zero_b.mem},
+                             {DNNL_ARG_DST, ry->mem}};
+    fwi_run(e, st->fwd, 4, wrx);
+    fwi_add(ry->data, st->ty.data, fwi_buf_len(ry));
+}
+
+/* bwd_weights(src, diff_dst) added into the node's slice of hv; the bias part when with_bias. */
+static void r_add_bwd_weights(fw_exec *e, conv_state *st, const fwi_node *n, dnnl_memory_t src,
+                              dnnl_memory_t diff_dst, float *hv, bool with_bias) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, diff_dst},
+                              {DNNL_ARG_DIFF_WEIGHTS, st->dw.mem},
+                              {DNNL_ARG_DIFF_BIAS, st->db.mem}};
+    fwi_run(e, st->bwd_w, 4, args);
+    const float *dw = st->dw.data;
+    if (st->dw_r) {
+        fwi_reorder(e, st->dw_r, st->dw.mem, st->dw_plain.mem);
+        dw = st->dw_plain.data;
+    }
+    fwi_add(hv + n->param_off, dw, st->n_w);
+    if (with_bias && n->conv.bias)
+        fwi_add(hv + n->param_off + st->n_w, st->db.data, (size_t)n->out.c);
+}
+
+/* R g_W = bwd_w(x, R g_y) + bwd_w(R x, g_y), R g_b = sum R g_y (the bias gradient of the first
+ * call); R g_x = bwd_data(R g_y, W) + bwd_data(g_y, V). */
+static void conv_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                            bool need_dx) {
+    conv_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    fwi_xnode *in = fwi_in(e, id), *me = &e->nodes[id];
+    bool first = n->in == 0;
+    if (hv) {
+        dnnl_memory_t x = st->xr.mem ? st->xr.mem : in->y.mem;
+        r_add_bwd_weights(e, st, n, x, me->rdy.mem, hv, true);
+        if (!first) {
+            /* R{x} in the src layout: r_forward left it in rxr, or it is the input's ry. */
+            dnnl_memory_t rx = st->rxr.mem ? st->rxr.mem : in->ry.mem;
+            r_add_bwd_weights(e, st, n, rx, me->dy.mem, hv, false);
+        }
+    }
+    if (!need_dx)
+        return;
+    dnnl_memory_t rdx = in->rdy.mem;
+    float *rdx_data = in->rdy.data;
+    if (st->dx_out) {
+        rdx = st->dxr.mem; /* the backward pass is done with it */
+        rdx_data = st->dxr.data;
+    } else if (st->rdxr.mem) {
+        fwi_buf_point(&st->rdxr, in->rdy.data);
+        rdx = st->rdxr.mem;
+    }
+    load_weights(e, st, &st->w_bwd, st->w_bwd_r, theta + n->param_off);
+    dnnl_exec_arg_t a1[] = {{DNNL_ARG_DIFF_DST, me->rdy.mem}, {DNNL_ARG_WEIGHTS, st->w_bwd.mem},
+                            {DNNL_ARG_DIFF_SRC, rdx}};
+    fwi_run(e, st->bwd_data, 3, a1);
+    load_weights(e, st, &st->v_bwd, st->w_bwd_r, v + n->param_off);
+    dnnl_exec_arg_t a2[] = {{DNNL_ARG_DIFF_DST, me->dy.mem}, {DNNL_ARG_WEIGHTS, st->v_bwd.mem},
+                            {DNNL_ARG_DIFF_SRC, st->tx.mem}};
+    fwi_run(e, st->bwd_data, 3, a2);
+    fwi_add(rdx_data, st->tx.data, fwi_buf_len(&st->tx));
+    if (st->dx_out)
+        fwi_reorder(e, st->dx_out, st->dxr.mem, in->rdy.mem);
+}
+
 /* Xavier (Glorot) uniform, as MAML initialises its convolutions; zero bias. */
 static void conv_init(const fwi_node *n, fw_shape in, float *w, fw_rng *r) {
     int k = n->conv.k;
@@ -220,4 +355,6 @@ const fwi_layer_ops fwi_conv2d_ops = {
     .backward = conv_backward,
     .exec_free = conv_exec_free,
     .init_params = conv_init,
+    .r_forward = conv_r_forward,
+    .r_backward = conv_r_backward,
 };

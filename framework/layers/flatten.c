@@ -59,10 +59,40 @@ static void flat_backward(fw_exec *e, int id, const float *theta, float *dtheta,
     fwi_reorder(e, st->bwd, st->dy4.mem, in->dy.mem);
 }
 
+/* R-operator: the same reorders (or copies) applied to R x and R g_y. */
+static void flat_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    (void)theta, (void)v;
+    flat_state *st = e->nodes[id].state;
+    fwi_xnode *in = fwi_in(e, id);
+    if (!st->fwd) {
+        memcpy(e->nodes[id].ry.data, in->ry.data, e->nodes[id].ry.bytes);
+        return;
+    }
+    fwi_buf_point(&st->y4, e->nodes[id].ry.data);
+    fwi_reorder(e, st->fwd, in->ry.mem, st->y4.mem);
+}
+
+static void flat_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                            bool need_dx) {
+    (void)theta, (void)v, (void)hv;
+    if (!need_dx)
+        return;
+    flat_state *st = e->nodes[id].state;
+    fwi_xnode *in = fwi_in(e, id);
+    if (!st->bwd) {
+        memcpy(in->rdy.data, e->nodes[id].rdy.data, e->nodes[id].rdy.bytes);
+        return;
+    }
+    fwi_buf_point(&st->dy4, e->nodes[id].rdy.data);
+    fwi_reorder(e, st->bwd, st->dy4.mem, in->rdy.mem);
+}
+
 const fwi_layer_ops fwi_flatten_ops = {
     .name = "flatten",
     .exec_new = flat_exec_new,
     .forward = flat_forward,
     .backward = flat_backward,
     .exec_free = flat_exec_free,
+    .r_forward = flat_r_forward,
+    .r_backward = flat_r_backward,
 };

@@ -16,9 +16,21 @@ static void input_backward(fw_exec *e, int id, const float *theta, float *dtheta
     (void)e, (void)id, (void)theta, (void)dtheta, (void)need_dx;
 }
 
+/* Data does not depend on theta: R{x} stays 0 (the exec never runs these; they say so). */
+static void input_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    (void)e, (void)id, (void)theta, (void)v;
+}
+
+static void input_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                             bool need_dx) {
+    (void)e, (void)id, (void)theta, (void)v, (void)hv, (void)need_dx;
+}
+
 const fwi_layer_ops fwi_input_ops = {
     .name = "input",
     .exec_new = input_exec_new,
     .forward = input_forward,
     .backward = input_backward,
+    .r_forward = input_r_forward,
+    .r_backward = input_r_backward,
 };

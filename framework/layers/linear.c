@@ -8,6 +8,8 @@ typedef struct linear_state {
     fwi_prim *fwd, *bwd_data, *bwd_w;
     fwi_buf w, b;     /* views of theta */
     fwi_buf dw, db;   /* gradients of the last backward, added into dtheta */
+    /* R-operator: views of the direction V, v_b; a zero bias; output- and input-sized temporaries. */
+    fwi_buf v, vb, zero_b, ty, tx;
 } linear_state;
 
 static fw_status linear_build(fw_exec *e, int id, linear_state *st) {
@@ -37,7 +39,12 @@ static fw_status linear_build(fw_exec *e, int id, linear_state *st) {
         (r = fwi_buf_wrap(e, &st->w, &wmd, NULL)) == FW_OK &&
         (r = fwi_buf_wrap(e, &st->b, &bmd, NULL)) == FW_OK &&
         (r = fwi_buf_alloc(e, &st->dw, &wmd)) == FW_OK &&
-        (r = fwi_buf_alloc(e, &st->db, &bmd)) == FW_OK)
+        (r = fwi_buf_alloc(e, &st->db, &bmd)) == FW_OK &&
+        (r = fwi_buf_wrap(e, &st->v, &wmd, NULL)) == FW_OK &&
+        (r = fwi_buf_wrap(e, &st->vb, &bmd, NULL)) == FW_OK &&
+        (r = fwi_buf_alloc(e, &st->zero_b, &bmd)) == FW_OK &&
+        (r = fwi_buf_alloc(e, &st->ty, &ymd)) == FW_OK &&
+        (r = fwi_buf_alloc(e, &st->tx, src)) == FW_OK)
         e->nodes[id].y.md = ymd;
     if (fpd) dnnl_primitive_desc_destroy(fpd);
     if (dpd) dnnl_primitive_desc_destroy(dpd);
@@ -59,6 +66,9 @@ static void linear_exec_free(void *state) {
     fwi_buf_free(&st->b);
     fwi_buf_free(&st->dw);
     fwi_buf_free(&st->db);
+    fwi_buf *rbufs[] = {&st->v, &st->vb, &st->zero_b, &st->ty, &st->tx};
+    for (size_t i = 0; i < FW_COUNTOF(rbufs); i++)
+        fwi_buf_free(rbufs[i]);
     free(st);
 }
 
@@ -96,6 +106,69 @@ static void linear_backward(fw_exec *e, int id, const float *theta, float *dthet
     }
 }
 
+/* ---- R-operator (docs/second-order-notes.md): the same primitives with other memories ---- */
+
+static void point_direction(linear_state *st, const fwi_node *n, const float *v) {
+    fwi_buf_point(&st->v, v + n->param_off);
+    fwi_buf_point(&st->vb, v + n->param_off + fwi_buf_len(&st->dw));
+}
+
+/* R y = W R x + V x + v_b; R x = 0 when the input is the data. */
+static void linear_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    linear_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    fwi_xnode *in = fwi_in(e, id);
+    fwi_buf *ry = &e->nodes[id].ry;
+    bool first = n->in == 0;
+    point_direction(st, n, v);
+    dnnl_exec_arg_t vx[] = {{DNNL_ARG_SRC, in->y.mem}, {DNNL_ARG_WEIGHTS, st->v.mem},
+                            {DNNL_ARG_BIAS, st->vb.mem}, {DNNL_ARG_DST, first ? ry->mem : st->ty.mem}};
+    fwi_run(e, st->fwd, 4, vx);
+    if (first)
+        return;
+    point_params(st, n, theta);
+    dnnl_exec_arg_t wrx[] = {{DNNL_ARG_SRC, in->ry.mem}, {DNNL_ARG_WEIGHTS, st->w.mem},
+                             {DNNL_ARG_BIAS, st->zero_b.mem}, {DNNL_ARG_DST, ry->mem}};
+    fwi_run(e, st->fwd, 4, wrx);
+    fwi_add(ry->data, st->ty.data, fwi_buf_len(ry));
+}
+
+/* R g_W = bwd_w(x, R g_y) + bwd_w(R x, g_y), R g_b = sum R g_y;
+ * R g_x = bwd_data(R g_y, W) + bwd_data(g_y, V). */
+static void linear_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                              bool need_dx) {
+    linear_state *st = e->nodes[id].state;
+    const fwi_node *n = fwi_node_of(e, id);
+    fwi_xnode *in = fwi_in(e, id), *me = &e->nodes[id];
+    size_t nw = fwi_buf_len(&st->dw);
+    if (hv) {
+        dnnl_exec_arg_t a1[] = {{DNNL_ARG_SRC, in->y.mem}, {DNNL_ARG_DIFF_DST, me->rdy.mem},
+                                {DNNL_ARG_DIFF_WEIGHTS, st->dw.mem},
+                                {DNNL_ARG_DIFF_BIAS, st->db.mem}};
+        fwi_run(e, st->bwd_w, 4, a1);
+        fwi_add(hv + n->param_off, st->dw.data, nw);
+        fwi_add(hv + n->param_off + nw, st->db.data, fwi_buf_len(&st->db));
+        if (n->in != 0) {
+            dnnl_exec_arg_t a2[] = {{DNNL_ARG_SRC, in->ry.mem}, {DNNL_ARG_DIFF_DST, me->dy.mem},
+                                    {DNNL_ARG_DIFF_WEIGHTS, st->dw.mem},
+                                    {DNNL_ARG_DIFF_BIAS, st->db.mem}};
+            fwi_run(e, st->bwd_w, 4, a2);
+            fwi_add(hv + n->param_off, st->dw.data, nw);
+        }
+    }
+    if (!need_dx)
+        return;
+    point_params(st, n, theta);
+    point_direction(st, n, v);
+    dnnl_exec_arg_t d1[] = {{DNNL_ARG_DIFF_DST, me->rdy.mem}, {DNNL_ARG_WEIGHTS, st->w.mem},
+                            {DNNL_ARG_DIFF_SRC, in->rdy.mem}};
+    fwi_run(e, st->bwd_data, 3, d1);
+    dnnl_exec_arg_t d2[] = {{DNNL_ARG_DIFF_DST, me->dy.mem}, {DNNL_ARG_WEIGHTS, st->v.mem},
+                            {DNNL_ARG_DIFF_SRC, st->tx.mem}};
+    fwi_run(e, st->bwd_data, 3, d2);
+    fwi_add(in->rdy.data, st->tx.data, fwi_buf_len(&st->tx));
+}
+
 /* Xavier uniform weights, zero bias. */
 static void linear_init(const fwi_node *n, fw_shape in, float *w, fw_rng *r) {
     size_t nw = (size_t)n->linear.out * (size_t)in.c;
@@ -113,4 +186,6 @@ const fwi_layer_ops fwi_linear_ops = {
     .backward = linear_backward,
     .exec_free = linear_exec_free,
     .init_params = linear_init,
+    .r_forward = linear_r_forward,
+    .r_backward = linear_r_backward,
 };

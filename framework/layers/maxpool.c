@@ -59,15 +59,9 @@ static void pool_forward(fw_exec *e, int id, const float *theta) {
             }
 }
 
-static void pool_backward(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx) {
-    (void)theta, (void)dtheta;
-    if (!need_dx)
-        return;
-    pool_state *st = e->nodes[id].state;
-    fwi_xnode *in = fwi_in(e, id);
-    const float *dy = e->nodes[id].dy.data;
-    float *dx = in->dy.data;
-    memset(dx, 0, in->dy.bytes); /* odd rows/columns and non-maxima get no gradient */
+/* dx = dy scattered to the forward argmax of each window, 0 elsewhere (gradient and R{gradient}). */
+static void pool_scatter(const pool_state *st, const float *dy, float *dx, size_t dx_bytes) {
+    memset(dx, 0, dx_bytes); /* odd rows/columns and non-maxima get no gradient */
     const fwi_view *vi = &st->in, *vo = &st->out;
     size_t inner = (size_t)vi->inner, n_outer = (size_t)vi->n * (size_t)vi->cb;
     for (size_t o = 0; o < n_outer; o++)
@@ -81,10 +75,48 @@ static void pool_backward(fw_exec *e, int id, const float *theta, float *dtheta,
             }
 }
 
+static void pool_backward(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx) {
+    (void)theta, (void)dtheta;
+    if (!need_dx)
+        return;
+    fwi_xnode *in = fwi_in(e, id);
+    pool_scatter(e->nodes[id].state, e->nodes[id].dy.data, in->dy.data, in->dy.bytes);
+}
+
+/* R-operator: R y = R x at the forward argmax; R g_x = R g_y scattered like g_y. */
+static void pool_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    (void)theta, (void)v;
+    pool_state *st = e->nodes[id].state;
+    const float *rx = fwi_in(e, id)->ry.data;
+    float *ry = e->nodes[id].ry.data;
+    const fwi_view *vi = &st->in, *vo = &st->out;
+    size_t inner = (size_t)vi->inner, n_outer = (size_t)vi->n * (size_t)vi->cb;
+    for (size_t o = 0; o < n_outer; o++)
+        for (int oh = 0; oh < vo->h; oh++)
+            for (int ow = 0; ow < vo->w; ow++) {
+                size_t yi = ((o * (size_t)vo->h + (size_t)oh) * (size_t)vo->w + (size_t)ow) * inner;
+                size_t x0 = ((o * (size_t)vi->h + 2 * (size_t)oh) * (size_t)vi->w + 2 * (size_t)ow) * inner;
+                size_t offs[4] = {0, inner, (size_t)vi->w * inner, ((size_t)vi->w + 1) * inner};
+                for (size_t c = 0; c < inner; c++)
+                    ry[yi + c] = rx[x0 + offs[st->argmax[yi + c]] + c];
+            }
+}
+
+static void pool_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                            bool need_dx) {
+    (void)theta, (void)v, (void)hv;
+    if (!need_dx)
+        return;
+    fwi_xnode *in = fwi_in(e, id);
+    pool_scatter(e->nodes[id].state, e->nodes[id].rdy.data, in->rdy.data, in->rdy.bytes);
+}
+
 const fwi_layer_ops fwi_maxpool_ops = {
     .name = "maxpool2",
     .exec_new = pool_exec_new,
     .forward = pool_forward,
     .backward = pool_backward,
     .exec_free = pool_exec_free,
+    .r_forward = pool_r_forward,
+    .r_backward = pool_r_backward,
 };

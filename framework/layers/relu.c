@@ -52,10 +52,36 @@ static void relu_backward(fw_exec *e, int id, const float *theta, float *dtheta,
     fwi_run(e, st->bwd, 3, args);
 }
 
+/* R-operator: the activation is piecewise linear, so R y = phi'(x) R x and R g_x = phi'(x) R g_y,
+ * with phi' = 1 for x > 0, else the slope. That is the backward primitive (src = the forward
+ * input x) applied to other memories, so the mask is exactly the backward pass's. */
+static void relu_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
+    (void)theta, (void)v;
+    relu_state *st = e->nodes[id].state;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, fwi_in(e, id)->y.mem},
+                              {DNNL_ARG_DIFF_DST, fwi_in(e, id)->ry.mem},
+                              {DNNL_ARG_DIFF_SRC, e->nodes[id].ry.mem}};
+    fwi_run(e, st->bwd, 3, args);
+}
+
+static void relu_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                            bool need_dx) {
+    (void)theta, (void)v, (void)hv;
+    if (!need_dx)
+        return;
+    relu_state *st = e->nodes[id].state;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, fwi_in(e, id)->y.mem},
+                              {DNNL_ARG_DIFF_DST, e->nodes[id].rdy.mem},
+                              {DNNL_ARG_DIFF_SRC, fwi_in(e, id)->rdy.mem}};
+    fwi_run(e, st->bwd, 3, args);
+}
+
 const fwi_layer_ops fwi_relu_ops = {
     .name = "relu",
     .exec_new = relu_exec_new,
     .forward = relu_forward,
     .backward = relu_backward,
     .exec_free = free,
+    .r_forward = relu_r_forward,
+    .r_backward = relu_r_backward,
 };
