@@ -288,8 +288,10 @@ static void run_bwd_data(fw_exec *e, deconv_state *st, dnnl_memory_t dy, dnnl_me
 /* dw (and db) of (x, dy); adds the plain weight gradient into acc, and db when with_bias. */
 static void run_bwd_w(fw_exec *e, deconv_state *st, const fwi_node *n, dnnl_memory_t x,
                       dnnl_memory_t dy, float *acc, bool with_bias) {
-    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy},
-                              {DNNL_ARG_DIFF_WEIGHTS, st->dw.mem}, {DNNL_ARG_DIFF_BIAS, st->db.mem}};
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, x},
+                              {DNNL_ARG_DIFF_DST, dy},
+                              {DNNL_ARG_DIFF_WEIGHTS, st->dw.mem},
+                              {DNNL_ARG_DIFF_BIAS, st->db.mem}};
     fwi_run(e, st->bwd_w, 4, args);
     const float *dw = st->dw.data;
     if (st->dw_r) {

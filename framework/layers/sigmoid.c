@@ -50,8 +50,13 @@ static fw_status sig_exec_new(fw_exec *e, int id) {
         return fw_errorf(FW_ERR_NOMEM, "out of memory");
     e->nodes[id].state = st;
     const fwi_buf *x = &fwi_in(e, id)->y;
-    e->nodes[id].y.md = x->md;
     chunks_of(st, x);
+    fw_shape s = fwi_node_of(e, id)->out;
+    e->nodes[id].y.md = x->md;
+    if (s.h == 1 && s.w == 1 && st->chunk == st->len) { /* a vector: plain (B, F), same bytes */
+        dnnl_dims_t d = {e->batch, s.c};
+        fwi_md_tag(&e->nodes[id].y.md, 2, d, dnnl_nc);
+    }
     return FW_OK;
 }
 
