@@ -4,11 +4,14 @@
  * reorders them into the layout the primitive chose, and reorders the weight gradient back.
  * Layouts (docs/onednn-2.6-notes.md §3.3): activations use format_tag_any (blocked nChw8c), except
  * a one-channel input layer, which uses nhwc source and destination: with a blocked destination
- * its backward passes fall back to reference kernels 1000x slower.
+ * its backward passes fall back to reference kernels 1000x slower. When `any` still gives a
+ * reference kernel (AVX-512, 2..15 input channels), nhwc and then nchw are tried (conv_pds).
+ * Second order: R-forward and R-backward reuse the same three primitives with other memories.
  */
 #include "framework/internal.h"
 
 #include <math.h>
+#include <string.h>
 
 typedef struct conv_state {
     fwi_prim *fwd, *bwd_data, *bwd_w;
@@ -78,7 +81,19 @@ static fw_status weights_in(fw_exec *e, conv_state *st, fwi_buf *b, fwi_prim **r
     return fwi_reorder_new(e, r, &st->w_user.md, md, what);
 }
 
-static fw_status conv_exec_new_(fw_exec *e, int id, conv_state *st) {
+static bool is_ref(const_dnnl_primitive_desc_t pd) {
+    const char *impl = "";
+    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    return strncmp(impl, "ref", 3) == 0;
+}
+
+/* The three primitive descriptors (fwd, bwd_data, bwd_weights) for the first activation layout
+ * in which no pass gets a reference kernel; when all do, those of the last layout tried, which
+ * fwi_prim_new then rejects with a message. One input channel: nhwc (trap 1 of the notes).
+ * Otherwise `any` first (blocked nChw8c / nChw16c), then nhwc, then nchw: on AVX-512 with 2..15
+ * input channels, `any` gives a plain nchw source whose backward-data is only "ref:any", while
+ * nhwc has jit kernels for all three passes. */
+static fw_status conv_pds(fw_exec *e, int id, dnnl_primitive_desc_t pd[3]) {
     const fwi_node *n = fwi_node_of(e, id);
     fw_shape in = fwi_in_shape(e, id);
     int k = n->conv.k, s = n->conv.stride, p = n->conv.pad;
@@ -86,38 +101,77 @@ static fw_status conv_exec_new_(fw_exec *e, int id, conv_state *st) {
     dnnl_dims_t w_d = {n->out.c, in.c, k, k}, b_d = {n->out.c};
     dnnl_dims_t strides = {s, s}, pl = {p, p};
     dnnl_dims_t pr = {(n->out.h - 1) * s + k - in.h - p, (n->out.w - 1) * s + k - in.w - p};
-    dnnl_format_tag_t act = in.c == 1 ? dnnl_nhwc : dnnl_format_tag_any;
-    dnnl_memory_desc_t src, dst, wei, bias, w_plain;
-    fwi_md_tag(&src, 4, src_d, act);
-    fwi_md_tag(&dst, 4, dst_d, act);
+    static const dnnl_format_tag_t one_channel[] = {dnnl_nhwc};
+    static const dnnl_format_tag_t general[] = {dnnl_format_tag_any, dnnl_nhwc, dnnl_nchw};
+    const dnnl_format_tag_t *acts = in.c == 1 ? one_channel : general;
+    size_t n_acts = in.c == 1 ? FW_COUNTOF(one_channel) : FW_COUNTOF(general);
+    dnnl_memory_desc_t wei, bias;
     fwi_md_tag(&wei, 4, w_d, dnnl_format_tag_any);
-    fwi_md_tag(&w_plain, 4, w_d, dnnl_oihw);
     fwi_md_tag(&bias, 1, b_d, dnnl_x);
     const dnnl_memory_desc_t *bias_p = n->conv.bias ? &bias : NULL;
+    fw_status r = FW_OK;
+    for (size_t t = 0; t < n_acts; t++) {
+        for (int j = 0; j < 3; j++) {
+            if (pd[j])
+                dnnl_primitive_desc_destroy(pd[j]);
+            pd[j] = NULL;
+        }
+        dnnl_memory_desc_t src, dst;
+        fwi_md_tag(&src, 4, src_d, acts[t]);
+        fwi_md_tag(&dst, 4, dst_d, acts[t]);
+        dnnl_convolution_desc_t fd, bdd, bwd;
+        fwi_dnnl_must(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                         dnnl_convolution_direct, &src, &wei,
+                                                         bias_p, &dst, strides, pl, pr),
+                      "conv fwd desc");
+        if ((r = fwi_pd_new(e, &pd[0], &fd, NULL, "conv2d fwd")) != FW_OK)
+            continue;
+        const dnnl_memory_desc_t *src_md = fwi_pd_md(pd[0], DNNL_ARG_SRC);
+        const dnnl_memory_desc_t *dst_md = fwi_pd_md(pd[0], DNNL_ARG_DST);
+        fwi_dnnl_must(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct,
+                                                               src_md, &wei, dst_md, strides, pl,
+                                                               pr),
+                      "conv bwd data desc");
+        fwi_dnnl_must(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct,
+                                                                  src_md, &wei, bias_p, dst_md,
+                                                                  strides, pl, pr),
+                      "conv bwd weights desc");
+        if ((r = fwi_pd_new(e, &pd[1], &bdd, pd[0], "conv2d bwd_data")) != FW_OK ||
+            (r = fwi_pd_new(e, &pd[2], &bwd, pd[0], "conv2d bwd_weights")) != FW_OK)
+            continue;
+        if (!is_ref(pd[0]) && !is_ref(pd[1]) && !is_ref(pd[2]))
+            break;
+    }
+    return r;
+}
+
+static fw_status conv_exec_new_(fw_exec *e, int id, conv_state *st) {
+    const fwi_node *n = fwi_node_of(e, id);
+    fw_shape in = fwi_in_shape(e, id);
+    int k = n->conv.k;
+    dnnl_dims_t w_d = {n->out.c, in.c, k, k}, b_d = {n->out.c};
+    dnnl_memory_desc_t bias, w_plain;
+    fwi_md_tag(&w_plain, 4, w_d, dnnl_oihw);
+    fwi_md_tag(&bias, 1, b_d, dnnl_x);
     st->n_w = (size_t)n->out.c * (size_t)in.c * (size_t)(k * k);
 
-    dnnl_convolution_desc_t fd, bdd, bwd;
-    dnnl_primitive_desc_t fpd = NULL, dpd = NULL, wpd = NULL;
-    fw_status r = FW_OK;
-    fwi_dnnl_must(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                     dnnl_convolution_direct, &src, &wei, bias_p,
-                                                     &dst, strides, pl, pr), "conv fwd desc");
-    if ((r = fwi_pd_new(e, &fpd, &fd, NULL, "conv2d fwd")) != FW_OK)
+    dnnl_primitive_desc_t pd[3] = {NULL, NULL, NULL}, fpd, dpd, wpd;
+    fw_status r;
+    if ((r = conv_pds(e, id, pd)) != FW_OK)
         goto done;
-    const dnnl_memory_desc_t *src_md = fwi_pd_md(fpd, DNNL_ARG_SRC);
-    const dnnl_memory_desc_t *dst_md = fwi_pd_md(fpd, DNNL_ARG_DST);
-    fwi_dnnl_must(dnnl_convolution_backward_data_desc_init(&bdd, dnnl_convolution_direct, src_md,
-                                                           &wei, dst_md, strides, pl, pr),
-                  "conv bwd data desc");
-    fwi_dnnl_must(dnnl_convolution_backward_weights_desc_init(&bwd, dnnl_convolution_direct, src_md,
-                                                              &wei, bias_p, dst_md, strides, pl, pr),
-                  "conv bwd weights desc");
-    if ((r = fwi_pd_new(e, &dpd, &bdd, fpd, "conv2d bwd_data")) != FW_OK ||
-        (r = fwi_pd_new(e, &wpd, &bwd, fpd, "conv2d bwd_weights")) != FW_OK ||
-        (r = fwi_prim_new(e, &st->fwd, fpd, "conv2d fwd", true)) != FW_OK ||
+    fpd = pd[0], dpd = pd[1], wpd = pd[2];
+    if ((r = fwi_prim_new(e, &st->fwd, fpd, "conv2d fwd", true)) != FW_OK ||
         (r = fwi_prim_new(e, &st->bwd_data, dpd, "conv2d bwd_data", true)) != FW_OK ||
         (r = fwi_prim_new(e, &st->bwd_w, wpd, "conv2d bwd_weights", true)) != FW_OK)
         goto done;
+    const dnnl_memory_desc_t *src_md = fwi_pd_md(fpd, DNNL_ARG_SRC);
+    const dnnl_memory_desc_t *dst_md = fwi_pd_md(fpd, DNNL_ARG_DST);
+    /* The backward passes read and write the forward's activation layouts (the hint). */
+    FW_ASSERT(dnnl_memory_desc_equal(fwi_pd_md(dpd, DNNL_ARG_DIFF_DST), dst_md) &&
+                  dnnl_memory_desc_equal(fwi_pd_md(dpd, DNNL_ARG_DIFF_SRC), src_md) &&
+                  dnnl_memory_desc_equal(fwi_pd_md(wpd, DNNL_ARG_DIFF_DST), dst_md) &&
+                  dnnl_memory_desc_equal(fwi_pd_md(wpd, DNNL_ARG_SRC), src_md),
+              "conv2d: backward activation layouts differ from the forward's");
 
     e->nodes[id].y.md = *dst_md;
     if ((r = adapt_input(e, st, id, src_md)) != FW_OK ||
@@ -134,9 +188,9 @@ static fw_status conv_exec_new_(fw_exec *e, int id, conv_state *st) {
         (r = r_buffers(e, st, id, src_md, dst_md, &bias)) != FW_OK)
         goto done;
 done:
-    if (fpd) dnnl_primitive_desc_destroy(fpd);
-    if (dpd) dnnl_primitive_desc_destroy(dpd);
-    if (wpd) dnnl_primitive_desc_destroy(wpd);
+    for (int j = 0; j < 3; j++)
+        if (pd[j])
+            dnnl_primitive_desc_destroy(pd[j]);
     return r;
 }
 
