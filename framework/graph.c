@@ -107,11 +107,22 @@ int fw_flatten(fw_graph *g, int x) {
     return add_node(g, (fwi_node){.kind = FWI_FLATTEN, .in = x, .out = {in.c * in.h * in.w, 1, 1}});
 }
 
+/* Whether a node's output is a (B, F) vector in every exec: the layers that make vectors, a
+ * (F, 1, 1) input, and element-wise layers or batchnorm applied to a vector. */
+static bool is_vector(const fw_graph *g, int x) {
+    const fwi_node *n = &g->nodes[x];
+    switch (n->kind) {
+    case FWI_FLATTEN: case FWI_AVGPOOL: case FWI_LINEAR: return true;
+    case FWI_INPUT: return n->out.h == 1 && n->out.w == 1;
+    case FWI_RELU: case FWI_BATCHNORM: case FWI_SIGMOID: case FWI_TANH: return is_vector(g, n->in);
+    default: return false;
+    }
+}
+
 int fw_linear(fw_graph *g, int x, int out) {
     fw_shape in = shape_of(g, x);
     fwi_kind k = g->nodes[x].kind;
-    FW_ASSERT(k == FWI_FLATTEN || k == FWI_AVGPOOL || k == FWI_LINEAR || k == FWI_RELU ||
-                  (k == FWI_INPUT && in.h == 1 && in.w == 1),
+    FW_ASSERT(is_vector(g, x),
               "linear: input node %d (%s) is not a vector; add fw_flatten or fw_global_avgpool",
               x, fwi_ops(k)->name);
     FW_ASSERT(in.h == 1 && in.w == 1, "linear: input (%d, %d, %d) is not a vector", in.c, in.h, in.w);
@@ -203,9 +214,10 @@ void fw_graph_print(const fw_graph *g, FILE *f) {
 
 /* ---- exec ---- */
 
+/* The plain layout of a node's output: (B, F) for vector nodes, else (B, C, H, W). */
 static fw_status plain_md(const fw_exec *e, int id, dnnl_memory_desc_t *md) {
     fw_shape s = e->g->nodes[id].out;
-    if (s.h == 1 && s.w == 1 && e->g->nodes[id].kind != FWI_INPUT) {
+    if (e->nodes[id].y.md.ndims == 2) {
         dnnl_dims_t d = {e->batch, s.c};
         fwi_md_tag(md, 2, d, dnnl_nc);
     } else {

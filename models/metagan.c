@@ -18,7 +18,7 @@ static fw_graph *encoder_new(const metagan_cfg *c) {
 static fw_graph *generator_new(const metagan_cfg *c) {
     int f = c->g_filters, bh = c->h / 4, bw = c->w / 4;
     fw_graph *g = fw_graph_new();
-    int x = fw_flatten(g, fw_input(g, c->z_dim + c->code_dim, 1, 1));
+    int x = fw_input(g, c->z_dim + c->code_dim, 1, 1);
     x = fw_relu(g, fw_linear(g, x, 2 * f * bh * bw));
     x = fw_reshape(g, x, 2 * f, bh, bw);
     x = fw_relu(g, fw_batchnorm(g, fw_deconv2d(g, x, f, 4, 2, 1, false)));

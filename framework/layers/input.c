@@ -1,10 +1,14 @@
-/* input.c: the graph's input node. Its output is the caller's (B, C, H, W) batch, plain. */
+/* input.c: the graph's input node. Its output is the caller's batch, plain: (B, C, H, W), or
+ * (B, F) for a (F, 1, 1) input so that it can feed a linear layer directly. */
 #include "framework/internal.h"
 
 static fw_status input_exec_new(fw_exec *e, int id) {
     fw_shape s = fwi_node_of(e, id)->out;
     dnnl_dims_t d = {e->batch, s.c, s.h, s.w};
-    fwi_md_tag(&e->nodes[id].y.md, 4, d, dnnl_nchw);
+    if (s.h == 1 && s.w == 1)
+        fwi_md_tag(&e->nodes[id].y.md, 2, d, dnnl_nc);
+    else
+        fwi_md_tag(&e->nodes[id].y.md, 4, d, dnnl_nchw);
     return FW_OK;
 }
 
