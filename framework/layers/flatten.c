@@ -15,9 +15,10 @@ static fw_status flat_exec_new(fw_exec *e, int id) {
         return fw_errorf(FW_ERR_NOMEM, "out of memory");
     e->nodes[id].state = st;
     const dnnl_memory_desc_t *x = &fwi_in(e, id)->y.md;
-    FW_ASSERT(x->ndims == 4, "flatten of a %d-D tensor", x->ndims);
+    FW_ASSERT(x->ndims == 4 || x->ndims == 2, "flatten of a %d-D tensor", x->ndims);
+    /* A (B, F) input is already flat: the reorders below come out NULL and flatten copies. */
     dnnl_memory_desc_t plain4;
-    fwi_md_tag(&plain4, 4, x->dims, dnnl_nchw);
+    fwi_md_tag(&plain4, x->ndims, x->dims, x->ndims == 4 ? dnnl_nchw : dnnl_nc);
     dnnl_dims_t d = {e->batch, fwi_node_of(e, id)->out.c};
     fwi_md_tag(&e->nodes[id].y.md, 2, d, dnnl_nc);
     FW_TRY(fwi_buf_wrap(e, &st->y4, &plain4, NULL));
