@@ -19,9 +19,9 @@
  * inner product) plus double-accumulated loops (batchnorm, pooling), so their rounding is that of
  * the first-order passes, about 1e-7 .. 1e-6 relative. A single layer is held to 1e-5 relative L2
  * (the brief's bound, ~10x the measured worst case); a quantity that passes through several
- * backward steps gets 1e-5 per step. The whole-network H v is held to 1e-5 as well, symmetry to
- * 1e-4 relative to |<u, H v>| + ||u|| ||H v|| / 1e3... see check_symmetry. Measured values are
- * logged with cr_log_info (run with --verbose).
+ * backward steps gets 1e-5 per step. The whole-network H v is held to 1e-5 as well (measured
+ * 2e-6 and below), the symmetry <u, H v> = <v, H u> to 1e-4 relative (measured <= 4e-6). Measured
+ * values are logged with cr_log_info (run with --verbose).
  */
 #include "framework/graph.h"
 #include "framework/loss.h"
@@ -326,6 +326,18 @@ Test(rop, avgpool_flatten_linear, .timeout = 30) {
     check_all(defs, FW_COUNTOF(defs), 5);
 }
 
+Test(rop, vector_input_and_batchnorm_on_vectors, .timeout = 30) {
+    static const rdef defs[] = {
+        /* the first layer is a linear on the data: R x = 0, R{dx} = bwd_data(R g_y, W) + bwd_data(g_y, V) */
+        {"input 12x1x1 | linear 6 | bn (B, F) | relu | linear 3", {12, 1, 1},
+         {LINEAR(6), BNORM, RELU, LINEAR(3)}},
+        {"input 20x3x3 | conv 6 k3 s1 p0 bias (1x1 last node)", {20, 3, 3}, {CONV(6, 3, 1, 0, 1)}},
+        {"input 3x5x5 | conv 20 k3 s1 p1 | avgpool | linear 7 | bn (B, F)", {3, 5, 5},
+         {CONV(20, 3, 1, 1, 0), AVGPOOL, LINEAR(7), BNORM}},
+    };
+    check_all(defs, FW_COUNTOF(defs), 5);
+}
+
 Test(rop, conv4_pool_chain, .timeout = 60) {
     static const rdef defs[] = {
         {"conv4 pool, 8 filters, 1x28x28", {1, 28, 28},
@@ -371,9 +383,28 @@ static double rel_l2_dd(const double *a, const double *ref, size_t n) {
     return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
-static void check_whole_net(int batch, uint64_t seed) {
+/* The real MAML backbone: 4 strided blocks of 64 filters (blocked nChw16c kernels). */
+static const rdef conv4s64 = {
+    "strided conv4, 64 filters: 4 x [conv 3x3 s2 | bn | relu] | avgpool | linear 5",
+    {1, 28, 28},
+    {CONV(64, 3, 2, 1, 0), BNORM, RELU, CONV(64, 3, 2, 1, 0), BNORM, RELU, CONV(64, 3, 2, 1, 0),
+     BNORM, RELU, CONV(64, 3, 2, 1, 0), BNORM, RELU, AVGPOOL, LINEAR(5)}};
+
+/* An MNIST-like batch: a 16x12 "digit" of |normal| values on an exactly-zero background (the first
+ * conv then gives exact zeros, and batchnorm many equal values, as on real digits). */
+static void mnist_like(rnet *m) {
+    ref_r_shape s = m->sh[0];
+    for (size_t i = 0; i < m->len[0]; i++) {
+        int r = (int)((i / (size_t)s.w) % (size_t)s.h), c = (int)(i % (size_t)s.w);
+        m->x[i] = (r < 6 || r > 21 || c < 8 || c > 19) ? 0.0f : fabsf(m->x[i]);
+    }
+}
+
+static void check_whole_net(const rdef *net, int batch, uint64_t seed, bool digits) {
     rnet m;
-    rnet_open(&m, &conv4s, batch, seed);
+    rnet_open(&m, net, batch, seed);
+    if (digits)
+        mnist_like(&m);
     int N = m.sh[m.nn - 1].c;
     int *labels = calloc((size_t)batch, sizeof *labels);
     for (int b = 0; b < batch; b++)
@@ -385,30 +416,30 @@ static void check_whole_net(int batch, uint64_t seed) {
     double *x = fwt_to_double(m.x, m.len[0]);
     double *grad_ref = fwt_dalloc(m.np), *hv_ref = fwt_dalloc(m.np);
     double *rl_ref = fwt_dalloc((size_t)batch * N);
-    ref_r_net(conv4s.l, m.nl, conv4s.in, batch, x, labels, th, vd, grad_ref, hv_ref, rl_ref);
+    ref_r_net(net->l, m.nl, net->in, batch, x, labels, th, vd, grad_ref, hv_ref, rl_ref);
 
     double e_g = fwt_rel_l2(grad, grad_ref, m.np);
     double e_rl = fwt_rel_l2(rl, rl_ref, (size_t)batch * N);
     double e_hv = fwt_rel_l2(hv, hv_ref, m.np);
     size_t at;
     double mad = fwt_max_abs_diff(hv, hv_ref, m.np, &at);
-    cr_log_info("whole net batch %d: gradient rel L2 %.3g, R{logits} %.3g, H v %.3g (|Hv| %.3g)",
-                batch, e_g, e_rl, e_hv, fwt_dnorm(hv_ref, m.np));
-    cr_expect(e_g <= TOL_STEP, "whole net batch %d: gradient rel L2 error %.3g > %.3g", batch,
+    cr_log_info("%s, batch %d: gradient rel L2 %.3g, R{logits} %.3g, H v %.3g (|Hv| %.3g)",
+                net->name, batch, e_g, e_rl, e_hv, fwt_dnorm(hv_ref, m.np));
+    cr_expect(e_g <= TOL_STEP, "%s, batch %d: gradient rel L2 error %.3g > %.3g", net->name, batch,
               e_g, TOL_STEP);
-    cr_expect(e_rl <= TOL_STEP, "whole net batch %d: R{logits} rel L2 error %.3g > %.3g", batch,
+    cr_expect(e_rl <= TOL_STEP, "%s, batch %d: R{logits} rel L2 error %.3g > %.3g", net->name, batch,
               e_rl, TOL_STEP);
     cr_expect(e_hv <= TOL_STEP,
-              "whole net batch %d: H v rel L2 error %.3g > %.3g; max|diff| %.3g at param %zu "
+              "%s, batch %d: H v rel L2 error %.3g > %.3g; max|diff| %.3g at param %zu "
               "(got %.8g, want %.8g)",
-              batch, e_hv, TOL_STEP, mad, at, (double)hv[at], hv_ref[at]);
+              net->name, batch, e_hv, TOL_STEP, mad, at, (double)hv[at], hv_ref[at]);
     for (int i = 1; i < m.nn; i++) {
         if (!m.cnt[i])
             continue;
         double e = fwt_rel_l2(hv + m.off[i], hv_ref + m.off[i], m.cnt[i]);
         double nrm = fwt_dnorm(hv_ref + m.off[i], m.cnt[i]);
-        cr_log_info("whole net batch %d: node %d %s H v slice rel L2 %.3g (norm %.3g)", batch, i,
-                    kind_name(conv4s.l[i - 1].kind), e, nrm);
+        cr_log_info("%s, batch %d: node %d %s H v slice rel L2 %.3g (norm %.3g)", net->name, batch, i,
+                    kind_name(net->l[i - 1].kind), e, nrm);
     }
 
     /* The double reference itself: H v against a central difference of its own gradients in
@@ -418,19 +449,19 @@ static void check_whole_net(int batch, uint64_t seed) {
     double *fd = fwt_dalloc(m.np);
     for (size_t i = 0; i < m.np; i++)
         tp[i] = th[i] + eps * vd[i];
-    ref_r_net(conv4s.l, m.nl, conv4s.in, batch, x, labels, tp, NULL, gp, NULL, NULL);
+    ref_r_net(net->l, m.nl, net->in, batch, x, labels, tp, NULL, gp, NULL, NULL);
     for (size_t i = 0; i < m.np; i++)
         tp[i] = th[i] - eps * vd[i];
-    ref_r_net(conv4s.l, m.nl, conv4s.in, batch, x, labels, tp, NULL, gm, NULL, NULL);
+    ref_r_net(net->l, m.nl, net->in, batch, x, labels, tp, NULL, gm, NULL, NULL);
     for (size_t i = 0; i < m.np; i++)
         fd[i] = (gp[i] - gm[i]) / (2 * eps);
     double e_fd = rel_l2_dd(hv_ref, fd, m.np);
-    cr_log_info("whole net batch %d: double reference H v vs central difference (eps %.3g): %.3g",
-                batch, eps, e_fd);
+    cr_log_info("%s, batch %d: double reference H v vs central difference (eps %.3g): %.3g",
+                net->name, batch, eps, e_fd);
     cr_expect(e_fd <= 1e-6,
-              "whole net batch %d: the double reference's H v disagrees with a central difference "
+              "%s, batch %d: the double reference's H v disagrees with a central difference "
               "of its gradients: rel L2 %.3g (eps %.3g)",
-              batch, e_fd, eps);
+              net->name, batch, e_fd, eps);
 
     free(tp);
     free(gp);
@@ -450,11 +481,15 @@ static void check_whole_net(int batch, uint64_t seed) {
 }
 
 Test(rop, whole_net_hvp_vs_double_reference_1shot, .timeout = 60) {
-    check_whole_net(5, 31);
+    check_whole_net(&conv4s, 5, 31, false);
 }
 
 Test(rop, whole_net_hvp_vs_double_reference_5shot, .timeout = 60) {
-    check_whole_net(25, 32);
+    check_whole_net(&conv4s, 25, 32, false);
+}
+
+Test(rop, whole_net_hvp_conv4_64_filters_digits, .timeout = 120) {
+    check_whole_net(&conv4s64, 5, 33, true);
 }
 
 /* <u, H v> = <v, H u>: H is symmetric. In fp32 both sides carry the rounding of H v (~1e-6 of
