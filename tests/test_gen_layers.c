@@ -398,13 +398,13 @@ Test(genlayers, deconv_weight_layout_one_hot, .timeout = 20) {
     fw_deconv2d(g, fw_input(g, I, H, H), O, K, 2, 1, false); /* 4x4 -> 8x8 */
     fw_exec *e;
     cr_assert_eq(fw_exec_new(&e, g, 2), FW_OK, "fw_exec_new: %s", fw_last_error());
-    /* One weight W[i=1, o=2, kh=0, kw=3] and one input pixel x[n=1, i=1, ih=2, iw=1]: the only
-     * output is y[1, 2, oh = 2*2 - 1 + 0, ow = 1*2 - 1 + 3] = y[1, 2, 3, 4] = 1. A flipped kernel
-     * would put it at (oh, ow) = (6, 1); reading W as (O, I, KH, KW) would find no weight for
-     * input channel 1 at all (flat index 115 is W'[o=1, i=2, 0, 3]) and give zeros. */
+    /* One weight W[i=2, o=1, kh=0, kw=3] and one input pixel x[n=1, i=2, ih=2, iw=1]: the only
+     * output is y[1, 1, oh = 2*2 - 1 + 0, ow = 1*2 - 1 + 3] = y[1, 1, 3, 4] = 1. A flipped kernel
+     * would put it at (oh, ow) = (6, 1); reading the block as (O, I, KH, KW) would make the weight
+     * W'[o=3, i=2, 0, 3] (flat index 11 * 16 + 3) and put it in channel 3. */
     float th[I * O * K * K] = {0}, x[2 * I * H * H] = {0}, y[2 * O * 8 * 8];
-    th[((1 * O + 2) * K + 0) * K + 3] = 1.0f;
-    x[((1 * I + 1) * H + 2) * H + 1] = 1.0f;
+    th[((2 * O + 1) * K + 0) * K + 3] = 1.0f;
+    x[((1 * I + 2) * H + 2) * H + 1] = 1.0f;
     memcpy(y, fw_forward(e, th, x), sizeof y);
     int hits = 0;
     for (int n = 0; n < 2; n++)
@@ -412,12 +412,12 @@ Test(genlayers, deconv_weight_layout_one_hot, .timeout = 20) {
             for (int oh = 0; oh < 8; oh++)
                 for (int ow = 0; ow < 8; ow++) {
                     float v = y[((n * O + o) * 8 + oh) * 8 + ow];
-                    bool want = n == 1 && o == 2 && oh == 3 && ow == 4;
+                    bool want = n == 1 && o == 1 && oh == 3 && ow == 4;
                     if (v != 0.0f)
                         hits++;
                     cr_expect_eq(v, want ? 1.0f : 0.0f,
                                  "y[%d, %d, %d, %d] = %g, want %g (the single 1 belongs at "
-                                 "[1, 2, 3, 4])",
+                                 "[1, 1, 3, 4])",
                                  n, o, oh, ow, (double)v, want ? 1.0 : 0.0);
                 }
     cr_expect_eq(hits, 1, "%d non-zero outputs, want exactly 1", hits);
