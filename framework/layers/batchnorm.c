@@ -125,44 +125,50 @@ static void bn_backward(fw_exec *e, int id, const float *theta, float *dtheta, b
  * forward pass's batch statistics:
  *   R s = mean(x^ Rx), R x^ = (Rx - mean(Rx) - x^ mean(x^ Rx)) / s, R y = g R x^ + v_g x^ + v_b
  * (g, v_g, v_b: scale, and the direction's scale and shift).
- * Every element of a blocked layout is visited as (outer o, spatial p, lane i) with channel
- * c = (o mod CB) * inner + i; lanes of padded channels (c >= C) are skipped and stay 0. */
-#define BN_FOR_EACH(v, c, idx)                                                                   \
-    for (size_t o_ = 0; o_ < (size_t)(v)->n * (size_t)(v)->cb; o_++)                            \
-        for (size_t p_ = 0, hw_ = (size_t)(v)->h * (size_t)(v)->w; p_ < hw_; p_++)              \
-            for (size_t i_ = 0, c0_ = (o_ % (size_t)(v)->cb) * (size_t)(v)->inner;              \
-                 i_ < (size_t)(v)->inner && c0_ + i_ < (size_t)(v)->c; i_++)                    \
-                for (size_t c = c0_ + i_, idx = (o_ * hw_ + p_) * (size_t)(v)->inner + i_,      \
-                            once_ = 1;                                                           \
-                     once_; once_ = 0)
+ * BN_LOOP visits every real element of the layout as (outer block o, spatial p, lane i) with
+ * channel c = (o mod CB) * inner + i and index `at`; lanes of padded channels (c >= C) are skipped
+ * and stay 0. Sums per channel are in double, always in the same order (deterministic). */
+#define BN_LOOP(vw, ...)                                                                        \
+    do {                                                                                       \
+        size_t inner_ = (size_t)(vw)->inner, hw_ = (size_t)(vw)->h * (size_t)(vw)->w;          \
+        size_t C_ = (size_t)(vw)->c, cb_ = (size_t)(vw)->cb;                                   \
+        for (size_t o_ = 0; o_ < (size_t)(vw)->n * cb_; o_++) {                                \
+            size_t c0_ = (o_ % cb_) * inner_;                                                  \
+            size_t nl_ = C_ - c0_ < inner_ ? C_ - c0_ : inner_;                                \
+            for (size_t p_ = 0; p_ < hw_; p_++) {                                              \
+                size_t base_ = (o_ * hw_ + p_) * inner_;                                       \
+                _Pragma("omp simd") /* lanes are distinct channels: no reordered sums */       \
+                for (size_t i_ = 0; i_ < nl_; i_++) {                                          \
+                    size_t c = c0_ + i_, at = base_ + i_;                                      \
+                    __VA_ARGS__                                                                \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
 
 /* Row r of the accumulators. */
 static inline double *bn_row(bn_state *st, int r) {
     return st->acc + (size_t)r * (size_t)st->view.c;
 }
-enum { A_MU, A_S, A_RX, A_XRX, A_GY, A_GYX, A_RGY, A_RGYX, A_GYRXH };
+enum { A_MU, A_IS, A_RX, A_XRX, A_GY, A_GYX, A_RGY, A_RGYX, A_GYRXH };
 
-static inline double bn_sigma(const bn_state *st, size_t c) {
-    return sqrt((double)st->var.data[c] + (double)BN_EPS);
-}
-
-/* Rows A_MU, A_S: mean and sigma; A_RX, A_XRX: mean(Rx) and mean(x^ Rx). */
+/* Rows A_MU, A_IS: mean and 1 / sigma; A_RX, A_XRX: mean(Rx) and mean(x^ Rx) (= R sigma). */
 static void bn_r_stats(bn_state *st, const float *x, const float *rx) {
-    const fwi_view *v = &st->view;
-    size_t C = (size_t)v->c;
-    double *mu = bn_row(st, A_MU), *sg = bn_row(st, A_S);
+    const fwi_view *vw = &st->view;
+    size_t C = (size_t)vw->c;
+    double *mu = bn_row(st, A_MU), *is = bn_row(st, A_IS);
     double *m_rx = bn_row(st, A_RX), *m_xrx = bn_row(st, A_XRX);
     for (size_t c = 0; c < C; c++) {
         mu[c] = st->mean.data[c];
-        sg[c] = bn_sigma(st, c);
+        is[c] = 1.0 / sqrt((double)st->var.data[c] + (double)BN_EPS);
         m_rx[c] = m_xrx[c] = 0;
     }
-    BN_FOR_EACH(v, c, i) {
-        double xh = ((double)x[i] - mu[c]) / sg[c];
-        m_rx[c] += rx[i];
-        m_xrx[c] += xh * rx[i];
-    }
-    double inv_m = 1.0 / ((double)v->n * v->h * v->w);
+    BN_LOOP(vw, {
+        double xh = ((double)x[at] - mu[c]) * is[c];
+        m_rx[c] += rx[at];
+        m_xrx[c] += xh * rx[at];
+    });
+    double inv_m = 1.0 / ((double)vw->n * vw->h * vw->w);
     for (size_t c = 0; c < C; c++) {
         m_rx[c] *= inv_m;
         m_xrx[c] *= inv_m;
@@ -177,13 +183,13 @@ static void bn_r_forward(fw_exec *e, int id, const float *theta, const float *v)
     const float *x = fwi_in(e, id)->y.data, *rx = fwi_in(e, id)->ry.data;
     float *ry = e->nodes[id].ry.data;
     bn_r_stats(st, x, rx);
-    const double *mu = bn_row(st, A_MU), *sg = bn_row(st, A_S);
+    const double *mu = bn_row(st, A_MU), *is = bn_row(st, A_IS);
     const double *m_rx = bn_row(st, A_RX), *m_xrx = bn_row(st, A_XRX);
-    BN_FOR_EACH(&st->view, c, i) {
-        double xh = ((double)x[i] - mu[c]) / sg[c];
-        double rxh = ((double)rx[i] - m_rx[c] - xh * m_xrx[c]) / sg[c];
-        ry[i] = (float)((double)g[c] * rxh + (double)vg[c] * xh + (double)vb[c]);
-    }
+    BN_LOOP(&st->view, {
+        double xh = ((double)x[at] - mu[c]) * is[c];
+        double rxh = ((double)rx[at] - m_rx[c] - xh * m_xrx[c]) * is[c];
+        ry[at] = (float)((double)g[c] * rxh + (double)vg[c] * xh + (double)vb[c]);
+    });
 }
 
 /* With g_x^ = g g_y, m = mean(g_x^ x^), g_x = (g_x^ - mean(g_x^) - x^ m) / s:
@@ -199,21 +205,21 @@ static void bn_r_backward(fw_exec *e, int id, const float *theta, const float *v
     const float *g = theta + n->param_off, *vg = v + n->param_off;
     const float *x = in->y.data, *rx = in->ry.data, *gy = me->dy.data, *rgy = me->rdy.data;
     bn_r_stats(st, x, rx); /* the same values as in the R-forward: recomputed, not stored */
-    const double *mu = bn_row(st, A_MU), *sg = bn_row(st, A_S);
+    const double *mu = bn_row(st, A_MU), *is = bn_row(st, A_IS);
     const double *m_rx = bn_row(st, A_RX), *m_xrx = bn_row(st, A_XRX);
     double *m_gy = bn_row(st, A_GY), *m_gyx = bn_row(st, A_GYX), *m_rgy = bn_row(st, A_RGY);
     double *m_rgyx = bn_row(st, A_RGYX), *m_gyrxh = bn_row(st, A_GYRXH);
     for (size_t c = 0; c < C; c++)
         m_gy[c] = m_gyx[c] = m_rgy[c] = m_rgyx[c] = m_gyrxh[c] = 0;
-    BN_FOR_EACH(vw, c, i) {
-        double xh = ((double)x[i] - mu[c]) / sg[c];
-        double rxh = ((double)rx[i] - m_rx[c] - xh * m_xrx[c]) / sg[c];
-        m_gy[c] += gy[i];
-        m_gyx[c] += (double)gy[i] * xh;
-        m_rgy[c] += rgy[i];
-        m_rgyx[c] += (double)rgy[i] * xh;
-        m_gyrxh[c] += (double)gy[i] * rxh;
-    }
+    BN_LOOP(vw, {
+        double xh = ((double)x[at] - mu[c]) * is[c];
+        double rxh = ((double)rx[at] - m_rx[c] - xh * m_xrx[c]) * is[c];
+        m_gy[c] += gy[at];
+        m_gyx[c] += (double)gy[at] * xh;
+        m_rgy[c] += rgy[at];
+        m_rgyx[c] += (double)rgy[at] * xh;
+        m_gyrxh[c] += (double)gy[at] * rxh;
+    });
     if (hv)
         for (size_t c = 0; c < C; c++) {
             hv[n->param_off + c] += (float)(m_rgyx[c] + m_gyrxh[c]);
@@ -230,17 +236,17 @@ static void bn_r_backward(fw_exec *e, int id, const float *theta, const float *v
         m_gyrxh[c] *= inv_m;
     }
     float *rdx = in->rdy.data;
-    BN_FOR_EACH(vw, c, i) {
-        double gc = g[c], vgc = vg[c], s = sg[c];
-        double xh = ((double)x[i] - mu[c]) / s;
-        double rxh = ((double)rx[i] - m_rx[c] - xh * m_xrx[c]) / s;
-        double m = gc * m_gyx[c];                              /* mean(g_x^ x^)    */
-        double gx = (gc * gy[i] - gc * m_gy[c] - xh * m) / s;   /* g_x              */
-        double rgxh = vgc * gy[i] + gc * rgy[i];                /* R g_x^           */
-        double m_rgxh = vgc * m_gy[c] + gc * m_rgy[c];          /* mean(R g_x^)     */
+    BN_LOOP(vw, {
+        double gc = g[c], vgc = vg[c], isc = is[c];
+        double xh = ((double)x[at] - mu[c]) * isc;
+        double rxh = ((double)rx[at] - m_rx[c] - xh * m_xrx[c]) * isc;
+        double m = gc * m_gyx[c];                               /* mean(g_x^ x^)    */
+        double gx = (gc * gy[at] - gc * m_gy[c] - xh * m) * isc; /* g_x              */
+        double rgxh = vgc * gy[at] + gc * rgy[at];               /* R g_x^           */
+        double m_rgxh = vgc * m_gy[c] + gc * m_rgy[c];           /* mean(R g_x^)     */
         double m_mix = vgc * m_gyx[c] + gc * m_rgyx[c] + gc * m_gyrxh[c];
-        rdx[i] = (float)(-m_xrx[c] / s * gx + (rgxh - m_rgxh - rxh * m - xh * m_mix) / s);
-    }
+        rdx[at] = (float)((rgxh - m_rgxh - rxh * m - xh * m_mix - m_xrx[c] * gx) * isc);
+    });
 }
 
 static void bn_init(const fwi_node *n, fw_shape in, float *w, fw_rng *r) {
