@@ -486,6 +486,12 @@ static const gdef deconv_defs[] = {
      {DECONV(20, 4, 2, 1, true), SIGMOID, DECONV(2, 2, 2, 0, false)}},
     {"deconv 16->32 k4 s2 p1 | tanh | deconv 32->8 k3 s1 p1 bias", 16, 4, 4,
      {DECONV(32, 4, 2, 1, false), TANH, DECONV(8, 3, 1, 1, true)}},
+    /* from (B, F) vectors: the DCGAN-style first layer, (F, 1, 1) -> (O, 4, 4) */
+    {"deconv 12->6 k4 s1 p0 bias | tanh | reshape (96) | sigmoid | deconv 96->3 k3 s1 p0",
+     12, 1, 1,
+     {DECONV(6, 4, 1, 0, true), TANH, RESHAPE(96, 1, 1), SIGMOID, DECONV(3, 3, 1, 0, false)}},
+    {"reshape (8) | deconv 8->1 k3 s2 p0 bias | sigmoid", 2, 2, 2,
+     {RESHAPE(8, 1, 1), DECONV(1, 3, 2, 0, true), SIGMOID}},
 };
 
 Test(genlayers, deconv, .timeout = 60) {

@@ -31,6 +31,7 @@ typedef struct deconv_state {
     fwi_prim *dx_out;        /* diff_src layout -> producer layout                    */
     fwi_buf xr, dxr;         /* src and diff_src in the primitive's layout            */
     fwi_buf rxr, rdxr;       /* the same for R{x} and R{dx}                           */
+    fwi_buf pv;              /* (B, C, 1, 1) nchw view of a (B, C) producer's buffers */
     fwi_buf xtmp;            /* src layout: the second term of R{dx}                  */
     fwi_buf ytmp;            /* dst layout: the second term of R{y}                   */
     fwi_buf w_user, b_user;  /* views of theta (or v): {O, I, KH, KW} as iohw, and (O) */
@@ -43,24 +44,40 @@ typedef struct deconv_state {
     bool in_is_data;         /* the input is the graph input: R{x} = 0                */
 } deconv_state;
 
+/* The producer's buffer b as a 4-D memory: itself, or for a (B, C) vector producer (linear,
+ * reshape to (C, 1, 1)) the (B, C, 1, 1) view pointed at it. */
+static dnnl_memory_t prod(deconv_state *st, const fwi_buf *b) {
+    if (!st->pv.mem)
+        return b->mem;
+    fwi_buf_point(&st->pv, b->data);
+    return st->pv.mem;
+}
+
 /* A buffer in the primitive's src layout standing for the producer's buffer: none when the
  * layouts agree, a view (pointed per call) when they are the same bytes, else an own copy. */
 typedef enum { SRC_SAME, SRC_ALIAS, SRC_COPY } src_mode;
 
-static src_mode input_mode(fw_exec *e, int id, const dnnl_memory_desc_t *want) {
-    fwi_xnode *in = fwi_in(e, id);
-    if (dnnl_memory_desc_equal(want, &in->y.md))
+static src_mode input_mode(const dnnl_memory_desc_t *have, const dnnl_memory_desc_t *want) {
+    if (dnnl_memory_desc_equal(want, have))
         return SRC_SAME;
-    if (want->dims[1] == 1 && in->y.md.ndims == 4 &&
-        dnnl_memory_desc_get_size(want) == in->y.bytes && fwi_view_of(&in->y.md).tag == dnnl_nchw)
+    if (want->dims[1] == 1 && dnnl_memory_desc_get_size(want) == dnnl_memory_desc_get_size(have) &&
+        fwi_view_of(have).tag == dnnl_nchw)
         return SRC_ALIAS; /* one channel: nchw and nhwc are the same bytes */
     return SRC_COPY;
 }
 
 static fw_status adapt_input(fw_exec *e, deconv_state *st, int id, const dnnl_memory_desc_t *want) {
     fwi_xnode *in = fwi_in(e, id);
+    const dnnl_memory_desc_t *have = &in->y.md;
+    if (have->ndims == 2) {
+        dnnl_memory_desc_t md4;
+        dnnl_dims_t d = {have->dims[0], have->dims[1], 1, 1};
+        fwi_md_tag(&md4, 4, d, dnnl_nchw);
+        FW_TRY(fwi_buf_wrap(e, &st->pv, &md4, NULL));
+        have = &st->pv.md;
+    }
     fwi_buf *bufs[] = {&st->xr, &st->dxr, &st->rxr, &st->rdxr};
-    switch (input_mode(e, id, want)) {
+    switch (input_mode(have, want)) {
     case SRC_SAME:
         return FW_OK;
     case SRC_ALIAS:
@@ -70,8 +87,8 @@ static fw_status adapt_input(fw_exec *e, deconv_state *st, int id, const dnnl_me
     case SRC_COPY:
         for (size_t i = 0; i < FW_COUNTOF(bufs); i++)
             FW_TRY(fwi_buf_alloc(e, bufs[i], want));
-        FW_TRY(fwi_reorder_new(e, &st->x_in, &in->y.md, want, "deconv2d src reorder"));
-        return fwi_reorder_new(e, &st->dx_out, want, &in->y.md, "deconv2d diff_src reorder");
+        FW_TRY(fwi_reorder_new(e, &st->x_in, have, want, "deconv2d src reorder"));
+        return fwi_reorder_new(e, &st->dx_out, want, have, "deconv2d diff_src reorder");
     }
     return FW_OK;
 }
@@ -203,7 +220,7 @@ done:
 
 static void deconv_exec_free(void *state) {
     deconv_state *st = state;
-    fwi_buf *bufs[] = {&st->xr,    &st->dxr,   &st->rxr,    &st->rdxr,  &st->xtmp,
+    fwi_buf *bufs[] = {&st->xr,    &st->dxr,   &st->rxr,    &st->rdxr,  &st->pv, &st->xtmp,
                        &st->ytmp,  &st->w_user, &st->b_user, &st->zero_b, &st->w_fwd,
                        &st->w_bwd, &st->v_fwd, &st->v_bwd,  &st->dw,    &st->dw_plain,
                        &st->db};
@@ -234,41 +251,40 @@ static dnnl_memory_t load_weights(fw_exec *e, deconv_state *st, fwi_buf *w, fwi_
 
 /* A producer tensor (y or ry of the input node) as the primitive's src: the producer's memory,
  * the alias view pointed at it, or the own copy refreshed by a reorder. */
-static dnnl_memory_t src_in(fw_exec *e, deconv_state *st, fwi_buf *from, fwi_buf *own) {
+static dnnl_memory_t src_in(fw_exec *e, deconv_state *st, const fwi_buf *from, fwi_buf *own) {
     if (st->x_in) {
-        fwi_reorder(e, st->x_in, from->mem, own->mem);
+        fwi_reorder(e, st->x_in, prod(st, from), own->mem);
         return own->mem;
     }
     if (own->mem) {
         fwi_buf_point(own, from->data);
         return own->mem;
     }
-    return from->mem;
+    return prod(st, from);
+}
+
+/* The same after src_in ran (the own copy is current): no reorder. */
+static dnnl_memory_t src_again(deconv_state *st, const fwi_buf *from, fwi_buf *own) {
+    if (own->mem && !st->x_in)
+        fwi_buf_point(own, from->data);
+    return own->mem ? own->mem : prod(st, from);
 }
 
 /* Where a diff_src for the producer's buffer `to` is written: the producer's memory, the alias
  * view, or the own buffer (then finish_dx reorders it into `to`). */
-static dnnl_memory_t dx_target(deconv_state *st, fwi_buf *to, fwi_buf *own) {
+static dnnl_memory_t dx_target(deconv_state *st, const fwi_buf *to, fwi_buf *own) {
     if (st->dx_out)
         return own->mem;
     if (own->mem) {
         fwi_buf_point(own, to->data);
         return own->mem;
     }
-    return to->mem;
+    return prod(st, to);
 }
 
-static void finish_dx(fw_exec *e, deconv_state *st, fwi_buf *to, fwi_buf *own) {
+static void finish_dx(fw_exec *e, deconv_state *st, const fwi_buf *to, fwi_buf *own) {
     if (st->dx_out)
-        fwi_reorder(e, st->dx_out, own->mem, to->mem);
-}
-
-/* The src memory holding x after the forward pass (reordered or aliased there). */
-static dnnl_memory_t x_after_forward(fw_exec *e, deconv_state *st, int id) {
-    fwi_xnode *in = fwi_in(e, id);
-    if (st->xr.mem && !st->x_in)
-        fwi_buf_point(&st->xr, in->y.data);
-    return st->xr.mem ? st->xr.mem : in->y.mem;
+        fwi_reorder(e, st->dx_out, own->mem, prod(st, to));
 }
 
 static void run_fwd(fw_exec *e, deconv_state *st, dnnl_memory_t x, dnnl_memory_t w,
@@ -320,7 +336,7 @@ static void deconv_backward(fw_exec *e, int id, const float *theta, float *dthet
     fwi_xnode *in = fwi_in(e, id);
     dnnl_memory_t dy = e->nodes[id].dy.mem;
     if (dtheta)
-        run_bwd_w(e, st, n, x_after_forward(e, st, id), dy, dtheta + n->param_off, true);
+        run_bwd_w(e, st, n, src_again(st, &in->y, &st->xr), dy, dtheta + n->param_off, true);
     if (!need_dx)
         return;
     dnnl_memory_t w = load_weights(e, st, &st->w_bwd, st->w_bwd_r, theta + n->param_off);
@@ -342,7 +358,7 @@ static void deconv_r_forward(fw_exec *e, int id, const float *theta, const float
     dnnl_memory_t vw = load_weights(e, st, &st->v_fwd, st->w_fwd_r, vt);
     if (n->deconv.bias)
         fwi_buf_point(&st->b_user, vt + st->n_w);
-    dnnl_memory_t x = x_after_forward(e, st, id);
+    dnnl_memory_t x = src_again(st, &fwi_in(e, id)->y, &st->xr);
     if (st->in_is_data) {
         run_fwd(e, st, x, vw, st->b_user.mem, me->ry.mem);
         return;
@@ -363,13 +379,9 @@ static void deconv_r_backward(fw_exec *e, int id, const float *theta, const floa
     if (hv) {
         /* R g_W = bwd_weights(x, R g_y) + bwd_weights(R x, g_y); R g_b = sum R g_y. */
         float *acc = hv + n->param_off;
-        run_bwd_w(e, st, n, x_after_forward(e, st, id), me->rdy.mem, acc, true);
-        if (!st->in_is_data) {
-            dnnl_memory_t rx = st->rxr.mem ? st->rxr.mem : in->ry.mem;
-            if (st->rxr.mem && !st->x_in)
-                fwi_buf_point(&st->rxr, in->ry.data);
-            run_bwd_w(e, st, n, rx, me->dy.mem, acc, false);
-        }
+        run_bwd_w(e, st, n, src_again(st, &in->y, &st->xr), me->rdy.mem, acc, true);
+        if (!st->in_is_data)
+            run_bwd_w(e, st, n, src_again(st, &in->ry, &st->rxr), me->dy.mem, acc, false);
     }
     if (!need_dx)
         return;
