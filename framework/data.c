@@ -433,7 +433,8 @@ void fw_sample(const fw_sampler *s, uint64_t step, int task, fw_episode *ep) {
               "episode was initialised for another sampler");
     FW_ASSERT(s->ways <= ds->n_classes, "ways=%d > %d classes", s->ways, ds->n_classes);
     FW_ASSERT(task >= 0, "task=%d", task);
-    fw_rng r = fw_rng_for(s->seed, s->purpose, step, (uint64_t)task);
+    FW_ASSERT(s->ways < 65535, "ways=%d", s->ways);
+    fw_rng r = fw_rng_for(s->seed, s->purpose, step, (uint64_t)task << 16);
     ep->seed = s->seed;
     ep->purpose = s->purpose;
     ep->step = step;
@@ -443,6 +444,9 @@ void fw_sample(const fw_sampler *s, uint64_t step, int task, fw_episode *ep) {
     /* The draw order of the classes is the label permutation: label j is class classes[j]. */
     draw_distinct(&r, ds->n_classes, &(draw_slots){.a = ep->classes, .na = s->ways}, s->ways);
     for (int j = 0; j < s->ways; j++) {
+        /* Each label draws from its own stream, unlabeled images last: asking for unlabeled
+         * images leaves the labeled episode exactly as it was. */
+        r = fw_rng_for(s->seed, s->purpose, step, ((uint64_t)task << 16) | (uint64_t)(j + 1));
         int k = ep->classes[j];
         int *src_s = ep->src_s + (size_t)j * s->shots, *src_q = ep->src_q + (size_t)j * s->query;
         int *src_u = ep->src_u + (size_t)j * s->unlabeled;
