@@ -10,9 +10,10 @@
  *    back through the reference backward of every node on duals, fed with the framework's
  *    (y, R{y}) of each node's input (same ReLU masks and max-pool argmaxes), and compared with
  *    fw_r_backward's R{dx} and with each node's slice of H v.
- * Whole network: H v of the strided conv4-like net under softmax cross-entropy against the same
- * net run entirely in double on duals (no framework values fed in), plus the symmetry
- * <u, H v> = <v, H u>, plus a finite-difference check of the double reference itself.
+ * Whole network: H v of the strided conv4-like net (8 filters, batch 5 and 25) and of the real
+ * 64-filter strided conv4 on digit-like input, under softmax cross-entropy, against the same net
+ * run entirely in double on duals (no framework values fed in); the symmetry <u, H v> = <v, H u>;
+ * and a central-difference check, in double, of the reference's own H v.
  * Determinism: repeated runs, a fresh exec and two task threads give bitwise identical H v.
  *
  * Tolerances. The R passes are sums of the same fp32 primitives as forward and backward (conv,
