@@ -26,6 +26,7 @@
 #include <criterion/logging.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -769,5 +770,89 @@ Test(genlayers, generator_chain_r_ops, .timeout = 60) {
               "<v, grad> along v gives %.8g (rel %.3g > 5e-3)", an, fdv, e_hv);
     free(v), free(hv), free(zero), free(ry), free(tp), free(tq), free(yp), free(gp), free(gq);
     free(fd);
+    gen_close(&m);
+}
+
+/* ---- thread isolation: the generator's full pass set on two OpenMP task threads ---- */
+
+typedef struct gen_task {
+    fw_status status;
+    char err[256];
+    float *out; /* y, dtheta, dx, R y, H v, R dx of the last of 3 rounds, concatenated */
+    int unstable; /* rounds whose results differ from the first round's */
+} gen_task;
+
+/* Builds an exec on the calling thread and runs 3 rounds of forward, backward, R-forward and
+ * R-backward. No Criterion assertions: this runs on OpenMP threads. */
+static void gen_task_run(const gen *m, const float *x, const float *v, gen_task *o) {
+    fw_exec *e = NULL;
+    o->status = fw_exec_new(&e, m->g, m->batch);
+    if (o->status != FW_OK) {
+        snprintf(o->err, sizeof o->err, "%s", fw_last_error());
+        return;
+    }
+    size_t n = 2 * (m->ny + m->np + m->nx);
+    float *first = fwt_falloc(n);
+    for (int round = 0; round < 3; round++) {
+        float *y = o->out, *dth = y + m->ny, *dx = dth + m->np, *ry = dx + m->nx;
+        float *hv = ry + m->ny, *rdx = hv + m->np;
+        memset(o->out, 0, n * sizeof *o->out);
+        memcpy(y, fw_forward(e, m->theta, x), m->ny * sizeof *y);
+        fw_backward(e, m->theta, m->r, dth, dx);
+        memcpy(ry, fw_r_forward(e, m->theta, v), m->ny * sizeof *ry);
+        fw_r_backward(e, m->theta, v, m->r, hv, rdx); /* any R{dy} will do: r */
+        if (round == 0)
+            memcpy(first, o->out, n * sizeof *first);
+        else
+            o->unstable += fwt_bit_diffs(first, o->out, n, NULL) != 0;
+    }
+    free(first);
+    fw_exec_free(e);
+}
+
+Test(genlayers, generator_thread_isolation, .timeout = 60) {
+    gen m;
+    gen_open(&m, 5, false);
+    size_t n = 2 * (m.ny + m.np + m.nx);
+    float *x[2], *v = fwt_falloc(m.np);
+    fwt_fill_normal(v, m.np, 31, 5, 1.0f);
+    gen_task ser[2] = {0}, par[2] = {0};
+    for (int t = 0; t < 2; t++) {
+        x[t] = fwt_falloc(m.nx);
+        fwt_fill_normal(x[t], m.nx, 900 + (uint64_t)t, 1, 1.0f);
+        ser[t].out = fwt_falloc(n);
+        par[t].out = fwt_falloc(n);
+        snprintf(par[t].err, sizeof par[t].err, "did not run");
+        par[t].status = FW_ERR_ARG;
+    }
+    omp_set_num_threads(1); /* the serial reference: single-threaded primitives */
+    for (int t = 0; t < 2; t++) {
+        gen_task_run(&m, x[t], v, &ser[t]);
+        cr_assert_eq(ser[t].status, FW_OK, "serial task %d: %s", t, ser[t].err);
+    }
+    int team = 0;
+#pragma omp parallel num_threads(2)
+    {
+        omp_set_num_threads(1); /* before any primitive is created on this thread */
+        int t = omp_get_thread_num();
+        if (t == 0)
+            team = omp_get_num_threads();
+        if (t < 2)
+            gen_task_run(&m, x[t], v, &par[t]);
+    }
+    cr_assert_eq(team, 2, "the parallel region ran with %d threads, want 2", team);
+    for (int t = 0; t < 2; t++) {
+        cr_assert_eq(par[t].status, FW_OK, "thread %d: fw_exec_new failed: %s", t, par[t].err);
+        cr_expect_eq(ser[t].unstable + par[t].unstable, 0,
+                     "task %d: repeated rounds on one exec differ (%d serial, %d threaded)", t,
+                     ser[t].unstable, par[t].unstable);
+        size_t at, d = fwt_bit_diffs(par[t].out, ser[t].out, n, &at);
+        cr_expect_eq(d, 0,
+                     "task %d: %zu of %zu results (y, dtheta, dx, R y, H v, R dx) differ between "
+                     "the threaded and the serial run; first at %zu: %.9g vs %.9g",
+                     t, d, n, at, (double)par[t].out[at], (double)ser[t].out[at]);
+        free(ser[t].out), free(par[t].out), free(x[t]);
+    }
+    free(v);
     gen_close(&m);
 }
