@@ -267,3 +267,28 @@ Test(metagan, gan_off_equals_plain_maml, .timeout = 60) {
     metagan_free(&m);
     fw_dataset_free(&ds);
 }
+
+/* A diverging inner loop is reported with the iteration, and the caller gets no gradient to
+ * apply: the experiment stops before any NaN reaches the parameters. */
+Test(metagan, non_finite_loss_is_reported_not_applied, .timeout = 60) {
+    fw_dataset ds;
+    cr_assert_eq(synthetic_prototypes(&ds, 8, 20, 28, 28, 0.1f, 4), FW_OK);
+    metagan_cfg c = small_cfg(0, 1, true);
+    c.inner_lr = 1e30f;
+    metagan m;
+    metagan_new(&m, &c);
+    float *theta = fw_alloc(m.n_params * sizeof(float)), *grad = fw_alloc(m.n_params * 4);
+    metagan_init_params(&m, theta, 3);
+    fw_sampler s = {&ds, 5, 1, 5, 17, FW_RNG_TRAIN_TASK, 0};
+    fw_meta *meta;
+    cr_assert_eq(fw_meta_new(&meta, &metagan_ops, &m, m.n_params, 2, 1, &s), FW_OK);
+    fw_task_out outs[2];
+    cr_assert_eq(fw_meta_step(meta, 7, theta, grad, outs), FW_ERR_NUMERIC);
+    cr_assert(strstr(fw_last_error(), "iteration 7"), "message: %s", fw_last_error());
+    cr_assert(fw_vec_all_finite(theta, m.n_params), "theta was modified");
+    fw_meta_free(meta);
+    fw_free(grad);
+    fw_free(theta);
+    metagan_free(&m);
+    fw_dataset_free(&ds);
+}
