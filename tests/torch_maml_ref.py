@@ -10,7 +10,7 @@ float64 and differentiates MAML through autograd, on the weights and the episode
 Inputs in DIR (little-endian, written by the C test):
   config.txt    one "key value" per line: format 1, arch strided, ways, shots, query,
                 inner_steps, inner_lr (the float32 value, printed exactly with %.17g), filters,
-                c, h, w (image shape), n_params
+                c, h, w (image shape), n_params, relu_masks (0 or 1)
   layout.txt    one line per graph node: "index kind param_offset param_count c h w"
                 (kind from fw_graph_node_kind, (c, h, w) the node's per-example output shape)
   theta.f32     n_params float32: the flat parameter vector, in node order
@@ -18,13 +18,26 @@ Inputs in DIR (little-endian, written by the C test):
   ys.i32        (ways*shots,) int32 support labels in [0, ways)
   xq.f32        (ways*query, c, h, w) float32 query images
   yq.i32        (ways*query,) int32 query labels
+  with relu_masks 1, the ReLU masks of the C forward passes (uint8 0/1: 1 where the ReLU input
+  is > 0), each file the concatenation over the 4 ReLU nodes, in node order, of (B, C, H, W):
+  relu_support_<i>.u8  the support pass at theta_i, i = 0 .. inner_steps-1 (B = ways*shots)
+  relu_query.u8        the query pass at theta_k (B = ways*query)
 Outputs in DIR:
   grad_first_order.f64   n_params float64: grad of L_query at theta_k, theta_k taken as
                          independent of theta (first-order MAML)
   grad_second_order.f64  n_params float64: d L_query(theta_k(theta)) / d theta, exact, through
                          the inner steps (create_graph=True)
+  With relu_masks 1 these two follow the C masks (ReLU(z) = mask * z: the float64 derivative of
+  the branch the float32 C run took, so that a pre-activation within rounding of 0 that float32
+  and float64 put on different sides of the kink does not count as an error), and the same
+  gradients with float64's own masks are written to grad_first_order_own.f64 and
+  grad_second_order_own.f64.
   result.txt             "key value" lines: support_loss_<i> (loss before inner step i),
-                         query_loss (at theta_k), status ok (written last)
+                         query_loss (at theta_k), query_loss_own (own masks, relu_masks 1 only),
+                         relu_elements (ReLU outputs compared), relu_flips (where the C mask
+                         differs from float64's sign of the pre-activation on the branch-matched
+                         trajectory), relu_flip_max_abs (largest |pre-activation| among those,
+                         0 without flips), status ok (written last)
 Exit status: 0 on success; 2 with a message on stderr naming the problem otherwise.
 """
 import os
@@ -67,7 +80,7 @@ def read_config(d):
             die("%s:%d: expected 'key value', got %r" % (path, n, line))
         cfg[parts[0]] = parts[1]
     ints = ["format", "ways", "shots", "query", "inner_steps", "filters", "c", "h", "w",
-            "n_params"]
+            "n_params", "relu_masks"]
     out = {}
     for k in ints + ["inner_lr", "arch"]:
         if k not in cfg:
@@ -86,6 +99,8 @@ def read_config(d):
     for k in ["ways", "shots", "query", "filters", "c", "h", "w", "n_params"]:
         if out[k] <= 0:
             die("%s: %s = %d must be positive" % (path, k, out[k]))
+    if out["relu_masks"] not in (0, 1):
+        die("%s: relu_masks must be 0 or 1, got %d" % (path, out["relu_masks"]))
     if out["inner_steps"] < 0:
         die("%s: inner_steps = %d is negative" % (path, out["inner_steps"]))
     return out
@@ -174,40 +189,85 @@ def split_params(theta, cfg):
     return ps
 
 
-def forward(ps, x):
+class FlipStats:
+    """Where the C masks disagree with the sign of float64's pre-activations."""
+
+    def __init__(self):
+        self.elements = 0
+        self.flips = 0
+        self.max_abs = 0.0
+
+    def add(self, z, mask):
+        z = z.detach()
+        own = z > 0
+        diff = own != mask
+        self.elements += z.numel()
+        n = int(diff.sum())
+        if n:
+            self.flips += n
+            self.max_abs = max(self.max_abs, float(z[diff].abs().max()))
+
+
+def forward(ps, x, masks=None, stats=None):
+    """masks: None (ReLU) or one bool tensor per block, shaped like its activation."""
     for b in range(N_BLOCKS):
         wc, scale, shift = ps[3 * b:3 * b + 3]
         x = F.conv2d(x, wc, None, stride=2, padding=1)
         # Training mode: batch statistics over (N, H, W), biased variance; no running stats.
         x = F.batch_norm(x, None, None, weight=scale, bias=shift, training=True, eps=BN_EPS)
-        x = F.relu(x)
+        if masks is None:
+            x = F.relu(x)
+        else:
+            if stats is not None:
+                stats.add(x, masks[b])
+            x = x * masks[b].to(x.dtype)
     x = x.mean(dim=(2, 3))
     return F.linear(x, ps[-2], ps[-1])
 
 
-def loss_fn(ps, x, y):
-    return F.cross_entropy(forward(ps, x), y)  # mean over the batch
+def loss_fn(ps, x, y, masks=None, stats=None):
+    return F.cross_entropy(forward(ps, x, masks, stats), y)  # mean over the batch
 
 
-def maml_grad(theta0, cfg, xs, ys, xq, yq, second_order):
-    """Returns (meta-gradient, support losses, query loss)."""
+def maml_grad(theta0, cfg, xs, ys, xq, yq, second_order, masks=None, stats=None):
+    """Returns (meta-gradient, support losses, query loss). masks: None or
+    {"support": [per step: per block], "query": per block}."""
+    ms = (lambda i: None) if masks is None else (lambda i: masks["support"][i])
+    mq = None if masks is None else masks["query"]
     theta = theta0.clone().requires_grad_(True)
     fast = split_params(theta, cfg)
     support_losses = []
-    for _ in range(cfg["inner_steps"]):
-        ls = loss_fn(fast, xs, ys)
+    for i in range(cfg["inner_steps"]):
+        ls = loss_fn(fast, xs, ys, ms(i), stats)
         support_losses.append(ls.item())
         gs = torch.autograd.grad(ls, fast, create_graph=second_order)
         fast = [p - cfg["inner_lr"] * g for p, g in zip(fast, gs)]
     if second_order:
-        lq = loss_fn(fast, xq, yq)
+        lq = loss_fn(fast, xq, yq, mq, stats)
         (g,) = torch.autograd.grad(lq, theta)
         return g, support_losses, lq.item()
     # First order: theta_k as a leaf of its own, independent of theta.
     fast = [p.detach().requires_grad_(True) for p in fast]
-    lq = loss_fn(fast, xq, yq)
+    lq = loss_fn(fast, xq, yq, mq, stats)
     gs = torch.autograd.grad(lq, fast)
     return torch.cat([g.reshape(-1) for g in gs]), support_losses, lq.item()
+
+
+def relu_shapes(cfg):
+    return [shape for kind, _, shape in expected_layout(cfg) if kind == "relu"]
+
+
+def read_masks(d, name, cfg, batch):
+    shapes = relu_shapes(cfg)
+    sizes = [batch * c * h * w for c, h, w in shapes]
+    a = read_raw(d, name, "u1", sum(sizes))
+    if a.max() > 1:
+        die("%s: mask bytes must be 0 or 1, found %d" % (os.path.join(d, name), a.max()))
+    out, off = [], 0
+    for n, shape in zip(sizes, shapes):
+        out.append(torch.from_numpy(a[off:off + n].astype(bool)).reshape(batch, *shape))
+        off += n
+    return out
 
 
 def write_f64(d, name, t):
@@ -251,21 +311,41 @@ def main():
     t_ys = torch.from_numpy(ys.astype(np.int64))
     t_yq = torch.from_numpy(yq.astype(np.int64))
 
-    g1, sl1, lq1 = maml_grad(t_theta, cfg, t_xs, t_ys, t_xq, t_yq, second_order=False)
-    g2, sl2, lq2 = maml_grad(t_theta, cfg, t_xs, t_ys, t_xq, t_yq, second_order=True)
-    for name, g in [("first-order", g1), ("second-order", g2)]:
+    masks = None
+    if cfg["relu_masks"]:
+        masks = {"support": [read_masks(d, "relu_support_%d.u8" % i, cfg, ns)
+                             for i in range(cfg["inner_steps"])],
+                 "query": read_masks(d, "relu_query.u8", cfg, nq)}
+    stats = FlipStats()
+    args = (t_theta, cfg, t_xs, t_ys, t_xq, t_yq)
+    g1, _, lq1 = maml_grad(*args, second_order=False, masks=masks)
+    g2, sl2, lq2 = maml_grad(*args, second_order=True, masks=masks, stats=stats)
+    results = [("first-order", g1, "grad_first_order"), ("second-order", g2, "grad_second_order")]
+    losses = [lq1, lq2]
+    if masks is not None:
+        o1, _, lo1 = maml_grad(*args, second_order=False)
+        o2, _, lo2 = maml_grad(*args, second_order=True)
+        results += [("first-order (own masks)", o1, "grad_first_order_own"),
+                    ("second-order (own masks)", o2, "grad_second_order_own")]
+        losses += [lo1, lo2]
+    for name, g, _ in results:
         if g.numel() != cfg["n_params"] or not torch.isfinite(g).all():
             die("the %s meta-gradient is not %d finite values" % (name, cfg["n_params"]))
-    if abs(lq1 - lq2) > 1e-12 * max(1.0, abs(lq1)):
-        die("internal: the two passes disagree on the query loss (%r vs %r)" % (lq1, lq2))
-    write_f64(d, "grad_first_order.f64", g1)
-    write_f64(d, "grad_second_order.f64", g2)
+    if abs(lq1 - lq2) > 1e-12 * max(1.0, abs(lq1)) or not all(map(np.isfinite, losses)):
+        die("internal: the query losses of the two orders differ or are not finite: %r" % losses)
+    for _, g, stem in results:
+        write_f64(d, stem + ".f64", g)
     path = os.path.join(d, "result.txt")
     try:
         with open(path, "w") as f:
             for i, l in enumerate(sl2):
                 f.write("support_loss_%d %.17g\n" % (i, l))
             f.write("query_loss %.17g\n" % lq2)
+            if masks is not None:
+                f.write("query_loss_own %.17g\n" % losses[3])
+            f.write("relu_elements %d\n" % stats.elements)
+            f.write("relu_flips %d\n" % stats.flips)
+            f.write("relu_flip_max_abs %.17g\n" % stats.max_abs)
             f.write("status ok\n")
     except OSError as e:
         die("cannot write %s: %s" % (path, e))
