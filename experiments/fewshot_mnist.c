@@ -13,7 +13,7 @@ static const fw_cfg_key keys[] = {
     {"query", FW_CFG_INT, "15", 1, 100, NULL, "query images per class"},
     {"unlabeled", FW_CFG_INT, "0", 0, 100, NULL, "extra unlabeled support images per class"},
     {"meta_batch", FW_CFG_INT, "32", 1, 256, NULL, "tasks per meta-iteration"},
-    {"iters", FW_CFG_INT, "300", 1, 1000000, NULL, "meta-iterations"},
+    {"iters", FW_CFG_INT, "150", 1, 1000000, NULL, "meta-iterations"},
     {"inner_lr", FW_CFG_FLOAT, "0.4", 0, 10, NULL, "inner-loop SGD learning rate"},
     {"inner_steps", FW_CFG_INT, "1", 1, 100, NULL, "inner SGD steps in meta-training"},
     {"test_inner_steps", FW_CFG_INT, "3", 0, 100, NULL, "inner SGD steps at meta-test"},
