@@ -129,6 +129,20 @@ static inline fw_shape fwi_in_shape(const fw_exec *e, int id) {
     return e->g->nodes[e->g->nodes[id].in].out;
 }
 
+/* Element-wise activations whose derivatives are functions of the output y (sigmoid, tanh):
+ * y = f(x), dy/dx = d(y), d(d)/dy = dd(y). layers/pointwise.c holds their shared passes. */
+typedef struct fwi_pointwise {
+    float (*f)(float x);
+    float (*d)(float y);
+    float (*dd)(float y);
+} fwi_pointwise;
+fw_status fwi_pointwise_exec_new(fw_exec *e, int id, const fwi_pointwise *fn);
+void fwi_pointwise_forward(fw_exec *e, int id, const float *theta);
+void fwi_pointwise_backward(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx);
+void fwi_pointwise_r_forward(fw_exec *e, int id, const float *theta, const float *v);
+void fwi_pointwise_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
+                              bool need_dx);
+
 /* ---- dnn.c: the oneDNN helpers every layer uses ---- */
 
 /* Maps a oneDNN status to FW_ERR_DNNL with the call named. */

@@ -1,109 +1,31 @@
-/* sigmoid.c: y = 1 / (1 + exp(-x)), element-wise, in the producer's layout, with the R-operator
- * passes (docs/second-order-notes.md):
- *     g_x = y (1 - y) g_y,
- *     R y = y (1 - y) R x,    R g_x = y (1 - y) R g_y + (1 - 2y) R y g_y.
- * Plain loops rather than oneDNN eltwise: that falls back to "ref:any" on padded blocked layouts
- * (nChw16c with 20 channels, measured), and R g_x needs a loop anyway. The loops visit only real
- * elements, so the padded channels of a blocked layout stay zero. tanh.c is the twin. */
+/* sigmoid.c: y = 1 / (1 + exp(-x)), element-wise; d(y) = y (1 - y), dd(y) = 1 - 2y.
+ * The loops and the R-operator passes are shared with tanh in pointwise.c. */
 #include "framework/internal.h"
 
 #include <math.h>
 
-typedef struct sig_state {
-    size_t len;              /* floats in each buffer, padding included */
-    size_t chunk, hw, cb, c; /* which of them are real: see real_len    */
-} sig_state;
-
-/* The buffer as chunks of `chunk` floats; chunk q holds channel block (q / hw) % cb, whose first
- * real_len(q) channels are real. A layout without padding is one chunk. */
-static void chunks_of(sig_state *st, const fwi_buf *b) {
-    size_t n = 1;
-    for (int i = 0; i < b->md.ndims; i++)
-        n *= (size_t)b->md.dims[i];
-    st->len = fwi_buf_len(b);
-    st->chunk = st->c = n;
-    st->hw = st->cb = 1;
-    if (st->len == n)
-        return;
-    fwi_view v = fwi_view_of(&b->md); /* padded: nChw8c or nChw16c */
-    st->chunk = (size_t)v.inner;
-    st->hw = (size_t)v.h * (size_t)v.w;
-    st->cb = (size_t)v.cb;
-    st->c = (size_t)v.c;
+static float sigmoid_f(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+static float sigmoid_d(float y) {
+    return y * (1.0f - y);
+}
+static float sigmoid_dd(float y) {
+    return 1.0f - 2.0f * y;
 }
 
-static size_t real_len(const sig_state *st, size_t q) {
-    size_t left = st->c - ((q / st->hw) % st->cb) * st->chunk;
-    return left < st->chunk ? left : st->chunk;
-}
+static const fwi_pointwise sigmoid_fn = {sigmoid_f, sigmoid_d, sigmoid_dd};
 
-/* for (each real index i) body */
-#define EACH_REAL(st, i, body)                                                                 \
-    for (size_t q_ = 0, i0_ = 0; i0_ < (st)->len; q_++, i0_ += (st)->chunk)                    \
-        for (size_t i = i0_, end_ = i0_ + real_len((st), q_); i < end_; i++) {                 \
-            body;                                                                              \
-        }
-
-static fw_status sig_exec_new(fw_exec *e, int id) {
-    sig_state *st = calloc(1, sizeof *st);
-    if (!st)
-        return fw_errorf(FW_ERR_NOMEM, "out of memory");
-    e->nodes[id].state = st;
-    const fwi_buf *x = &fwi_in(e, id)->y;
-    chunks_of(st, x);
-    fw_shape s = fwi_node_of(e, id)->out;
-    e->nodes[id].y.md = x->md;
-    if (s.h == 1 && s.w == 1 && st->chunk == st->len) { /* a vector: plain (B, F), same bytes */
-        dnnl_dims_t d = {e->batch, s.c};
-        fwi_md_tag(&e->nodes[id].y.md, 2, d, dnnl_nc);
-    }
-    return FW_OK;
-}
-
-static void sig_forward(fw_exec *e, int id, const float *theta) {
-    (void)theta;
-    const sig_state *st = e->nodes[id].state;
-    const float *x = fwi_in(e, id)->y.data;
-    float *y = e->nodes[id].y.data;
-    EACH_REAL(st, i, y[i] = 1.0f / (1.0f + expf(-x[i])));
-}
-
-static void sig_backward(fw_exec *e, int id, const float *theta, float *dtheta, bool need_dx) {
-    (void)theta, (void)dtheta;
-    if (!need_dx)
-        return;
-    const sig_state *st = e->nodes[id].state;
-    const float *y = e->nodes[id].y.data, *dy = e->nodes[id].dy.data;
-    float *dx = fwi_in(e, id)->dy.data;
-    EACH_REAL(st, i, dx[i] = y[i] * (1.0f - y[i]) * dy[i]);
-}
-
-static void sig_r_forward(fw_exec *e, int id, const float *theta, const float *v) {
-    (void)theta, (void)v;
-    const sig_state *st = e->nodes[id].state;
-    const float *y = e->nodes[id].y.data, *rx = fwi_in(e, id)->ry.data;
-    float *ry = e->nodes[id].ry.data;
-    EACH_REAL(st, i, ry[i] = y[i] * (1.0f - y[i]) * rx[i]);
-}
-
-static void sig_r_backward(fw_exec *e, int id, const float *theta, const float *v, float *hv,
-                           bool need_dx) {
-    (void)theta, (void)v, (void)hv;
-    if (!need_dx)
-        return;
-    const sig_state *st = e->nodes[id].state;
-    const fwi_xnode *me = &e->nodes[id];
-    const float *y = me->y.data, *ry = me->ry.data, *dy = me->dy.data, *rdy = me->rdy.data;
-    float *rdx = fwi_in(e, id)->rdy.data;
-    EACH_REAL(st, i, rdx[i] = y[i] * (1.0f - y[i]) * rdy[i] + (1.0f - 2.0f * y[i]) * ry[i] * dy[i]);
+static fw_status sigmoid_exec_new(fw_exec *e, int id) {
+    return fwi_pointwise_exec_new(e, id, &sigmoid_fn);
 }
 
 const fwi_layer_ops fwi_sigmoid_ops = {
     .name = "sigmoid",
-    .exec_new = sig_exec_new,
-    .forward = sig_forward,
-    .backward = sig_backward,
+    .exec_new = sigmoid_exec_new,
+    .forward = fwi_pointwise_forward,
+    .backward = fwi_pointwise_backward,
     .exec_free = free,
-    .r_forward = sig_r_forward,
-    .r_backward = sig_r_backward,
+    .r_forward = fwi_pointwise_r_forward,
+    .r_backward = fwi_pointwise_r_backward,
 };
