@@ -1,0 +1,185 @@
+/* crossdomain_omniglot_mnist: meta-train on Omniglot characters, meta-test 10-way 1-shot on the
+ * ten MNIST digits, none of which was seen (Koch, Zemel & Salakhutdinov 2015, Table 3: siamese
+ * nets 70.3 %, 1-nearest-neighbour 26.5 %; metagan-notes §4).
+ * Meta-training follows fewshot_omniglot's 5-way protocol values (strided conv4 with 64 filters,
+ * inner lr 0.4, 1 step in training and 3 at test, meta-batch 32, Adam 1e-3, K query images per
+ * class) on `train_chars`: background (the 964 characters of the 30 background alphabets, as
+ * Koch et al.), maml (the MAML split's 1200) or all (1623); each character at its 4 rotations.
+ * Meta-test: 600 10-way 1-shot episodes of the MNIST test images, 1 query image per class
+ * (the training shape), with pixel 1-NN on the same episodes; as an in-domain reference, the same
+ * on Omniglot characters never trained on (background: the evaluation alphabets; maml: the 423
+ * test characters; all: none).
+ * Both datasets have ink = 255 on a 0 background, 28x28.
+ * Run:  make exp NAME=crossdomain_omniglot_mnist ARGS="iters=2000"
+ * Log:  runs/crossdomain_omniglot_mnist/<UTC time>-s<seed>.h5 */
+#include "framework/fw.h"
+#include "models/metagan.h"
+#include "datasets/mnist.h"
+#include "datasets/omniglot.h"
+
+#include <string.h>
+
+static const fw_cfg_key keys[] = {
+    {"ways", FW_CFG_INT, "10", 2, 10, NULL, "classes per task (10: all MNIST digits)"},
+    {"shots", FW_CFG_INT, "1", 1, 10, NULL, "support images per class"},
+    {"query", FW_CFG_INT, "1", 1, 10, NULL, "query images per class"},
+    {"meta_batch", FW_CFG_INT, "32", 1, 256, NULL, "tasks per meta-iteration"},
+    {"iters", FW_CFG_INT, "2000", 1, 1000000, NULL, "meta-iterations"},
+    {"inner_lr", FW_CFG_FLOAT, "0.4", 0, 10, NULL, "inner-loop SGD learning rate"},
+    {"inner_steps", FW_CFG_INT, "1", 1, 100, NULL, "inner SGD steps in meta-training"},
+    {"test_inner_steps", FW_CFG_INT, "3", 0, 100, NULL, "inner SGD steps at meta-test"},
+    {"first_order", FW_CFG_INT, "0", 0, 1, NULL, "1: first-order MAML; 0: exact second order"},
+    {"meta_lr", FW_CFG_FLOAT, "0.001", 1e-7, 1, NULL, "Adam learning rate of D's meta-update"},
+    {"gan", FW_CFG_INT, "0", 0, 1, NULL, "1: MetaGAN; 0: plain MAML"},
+    {"gan_weight", FW_CFG_FLOAT, "1", 0, 100, NULL, "weight of D's real and fake terms"},
+    {"z_dim", FW_CFG_INT, "64", 1, 1024, NULL, "generator noise size"},
+    {"g_filters", FW_CFG_INT, "32", 1, 256, NULL, "generator width"},
+    {"g_lr", FW_CFG_FLOAT, "0.001", 1e-7, 1, NULL, "Adam learning rate of G and E (beta1 0.5)"},
+    {"eval_episodes", FW_CFG_INT, "600", 1, 100000, NULL, "meta-test episodes"},
+    {"train_chars", FW_CFG_CHOICE, "background", 0, 0, "background|maml|all",
+     "Omniglot characters to meta-train on"},
+    {"seed", FW_CFG_INT, "1", 0, 2147483647, NULL, "seed of every random stream"},
+    {"threads", FW_CFG_INT, "0", 0, 256, NULL, "task threads (0: all cores)"},
+    {"omniglot", FW_CFG_STR, "datasets/data/omniglot", 0, 0, NULL, "folder with Omniglot"},
+    {"mnist", FW_CFG_STR, "datasets/data/mnist", 0, 0, NULL, "folder with the MNIST IDX files"},
+    {"runs", FW_CFG_STR, "runs", 0, 0, NULL, "folder for run logs"},
+};
+#define I(key) ((int)fw_cfg_int(&cfg, key))
+#define F(key) ((float)fw_cfg_float(&cfg, key))
+
+/* The meta-training characters of `which`, and the held-out ones (n_held may be 0). */
+static void pick_chars(const omniglot *o, const char *which, int *train, int *n_train, int *held,
+                       int *n_held) {
+    *n_train = *n_held = 0;
+    if (strcmp(which, "maml") == 0) {
+        omniglot_maml_split(1, train, held);
+        *n_train = OMNIGLOT_TRAIN_CHARS;
+        *n_held = OMNIGLOT_TEST_CHARS;
+        return;
+    }
+    bool all = strcmp(which, "all") == 0;
+    for (int c = 0; c < OMNIGLOT_CHARS; c++) {
+        if (all || o->alphabet_background[o->alphabet[c]])
+            train[(*n_train)++] = c;
+        else
+            held[(*n_held)++] = c;
+    }
+}
+
+/* Mean accuracy ± CI of the meta-learner and of pixel 1-NN on n episodes of s; logged. */
+static void evaluate(fw_meta *meta, fw_log *log, const char *name, const fw_sampler *s, int n,
+                     int step, const float *theta) {
+    float *acc = calloc((size_t)n, sizeof *acc);
+    FW_ASSERT(acc, "out of memory");
+    double mean, ci, nn_mean, nn_ci;
+    char key[64];
+    FW_CHECK(fw_meta_eval(meta, s, n, theta, acc));
+    fw_mean_ci95(acc, n, &mean, &ci);
+    snprintf(key, sizeof key, "test/%s/acc", name);
+    FW_CHECK(fw_log_eval(log, key, step, acc, n, mean, ci));
+    fw_nearest_neighbour_eval(s, n, acc);
+    fw_mean_ci95(acc, n, &nn_mean, &nn_ci);
+    snprintf(key, sizeof key, "test/%s/nn_acc", name);
+    FW_CHECK(fw_log_eval(log, key, step, acc, n, nn_mean, nn_ci));
+    printf("%-28s %d-way %d-shot: %.2f%% ± %.2f%%   (pixel 1-NN, same episodes: %.2f%% ± %.2f%%)\n",
+           name, s->ways, s->shots, 100 * mean, 100 * ci, 100 * nn_mean, 100 * nn_ci);
+    free(acc);
+}
+
+int main(int argc, char **argv) {
+    fw_config cfg;
+    if (fw_config_parse(&cfg, keys, (int)FW_COUNTOF(keys), argc, argv) != FW_OK) {
+        fprintf(stderr, "crossdomain_omniglot_mnist: %s\n", fw_last_error());
+        return 2;
+    }
+    printf("crossdomain_omniglot_mnist, resolved config:\n");
+    fw_config_print(&cfg, stdout);
+    int iters = I("iters"), episodes = I("eval_episodes"), mb = I("meta_batch");
+    uint64_t seed = (uint64_t)I("seed");
+
+    double t0 = fw_now();
+    omniglot og;
+    fw_dataset train, held = {0}, digits;
+    FW_CHECK(omniglot_load(fw_cfg_str(&cfg, "omniglot"), 28, &og));
+    static int train_chars[OMNIGLOT_CHARS], held_chars[OMNIGLOT_CHARS];
+    int n_train, n_held;
+    pick_chars(&og, fw_cfg_str(&cfg, "train_chars"), train_chars, &n_train, held_chars, &n_held);
+    FW_CHECK(omniglot_dataset_chars(&og, train_chars, n_train, 4, &train));
+    if (n_held > 0)
+        FW_CHECK(omniglot_dataset_chars(&og, held_chars, n_held, 1, &held));
+    omniglot_free(&og);
+    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "mnist"), false, &digits));
+    printf("meta-train: %d Omniglot characters x 4 rotations; meta-test: MNIST test digits "
+           "(%d classes, %d images); loaded in %.1f s\n",
+           n_train, digits.n_classes, digits.n_images, fw_now() - t0);
+
+    fw_sampler tr = {&train, I("ways"), I("shots"), I("query"), seed, FW_RNG_TRAIN_TASK, 0};
+    fw_sampler te_mnist = tr, te_omni = tr;
+    te_mnist.ds = &digits;
+    te_mnist.purpose = FW_RNG_EVAL_TASK;
+    te_omni.ds = &held;
+    te_omni.purpose = FW_RNG_EVAL_TASK;
+
+    metagan_cfg mc = {.ways = tr.ways, .shots = tr.shots, .query = tr.query, .c = 1, .h = 28,
+                      .w = 28, .filters = 64, .arch = CONV4_STRIDED,
+                      .inner_steps = I("inner_steps"), .test_inner_steps = I("test_inner_steps"),
+                      .inner_lr = F("inner_lr"), .first_order = I("first_order"), .gan = I("gan"),
+                      .z_dim = I("z_dim"), .code_dim = 64, .g_filters = I("g_filters"),
+                      .fakes = tr.shots, .gan_weight = F("gan_weight")};
+    metagan mg;
+    metagan_new(&mg, &mc);
+    float *theta = fw_alloc(mg.n_params * sizeof(float));
+    float *grad = fw_alloc(mg.n_params * sizeof(float));
+    fw_task_out *outs = calloc((size_t)mb, sizeof *outs);
+    FW_ASSERT(theta && grad && outs, "out of memory");
+    metagan_init_params(&mg, theta, seed);
+    fw_meta *meta;
+    FW_CHECK(fw_meta_new(&meta, &metagan_ops, &mg, mg.n_params, mb, I("threads"), &tr));
+    fw_adam adam_d, adam_g;
+    FW_CHECK(fw_adam_init(&adam_d, mg.nd, F("meta_lr"), 0.9f, 0.999f));
+    FW_CHECK(fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
+    fw_log *log;
+    FW_CHECK(fw_log_open(&log, fw_cfg_str(&cfg, "runs"), "crossdomain_omniglot_mnist", &cfg, seed));
+    printf("%s on strided conv4: %zu parameters in D; %s MAML; %d task threads\n",
+           mc.gan ? "MetaGAN" : "MAML", mg.nd, mc.first_order ? "first-order" : "second-order",
+           fw_meta_threads(meta));
+
+    fw_progress prog;
+    fw_progress_start(&prog, iters, 10.0);
+    for (int it = 1; it <= iters; it++) {
+        if (fw_meta_step(meta, (uint64_t)it, theta, grad, outs) != FW_OK) {
+            fprintf(stderr, "crossdomain_omniglot_mnist: %s; stopping\n", fw_last_error());
+            fw_log_close(log, "failed: non-finite loss or gradient");
+            return 1;
+        }
+        fw_adam_step(&adam_d, theta, grad);
+        if (mc.gan)
+            fw_adam_step(&adam_g, theta + mg.nd, grad + mg.nd);
+        fw_task_out mean = fw_task_mean(outs, mb);
+        FW_CHECK(fw_log_scalar(log, "train/loss", it, mean.loss));
+        FW_CHECK(fw_log_scalar(log, "train/acc", it, mean.acc));
+        fw_progress_update(&prog, it, mean.loss, mean.acc, stdout);
+    }
+    double train_seconds = fw_now() - prog.start;
+    printf("meta-training took %.1f s (%.2f it/s)\n", train_seconds, iters / train_seconds);
+    evaluate(meta, log, "mnist", &te_mnist, episodes, iters, theta);
+    if (n_held > 0)
+        evaluate(meta, log, "omniglot_held_out", &te_omni, episodes, iters, theta);
+    printf("reference (Koch et al. 2015, MNIST 10-way 1-shot): siamese nets 70.3%%, 1-NN 26.5%%\n");
+    printf("total wall time %.1f s\nlog: %s\n", fw_now() - t0, fw_log_path(log));
+
+    FW_CHECK(fw_log_close(log, "finished"));
+    free(outs);
+    fw_adam_free(&adam_g);
+    fw_adam_free(&adam_d);
+    fw_meta_free(meta);
+    fw_free(grad);
+    fw_free(theta);
+    metagan_free(&mg);
+    if (n_held > 0)
+        fw_dataset_free(&held);
+    fw_dataset_free(&digits);
+    fw_dataset_free(&train);
+    fw_config_free(&cfg);
+    return 0;
+}
