@@ -140,12 +140,22 @@ int main(int argc, char **argv) {
     FW_CHECK(fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
     fw_log *log;
     FW_CHECK(fw_log_open(&log, fw_cfg_str(&cfg, "runs"), "crossdomain_omniglot_mnist", &cfg, seed));
+    /* SWMR logs: every series is declared before the log starts (framework/log.h) */
+    FW_CHECK(fw_log_add_scalar(log, "train/loss"));
+    FW_CHECK(fw_log_add_scalar(log, "train/acc"));
+    FW_CHECK(fw_log_add_eval(log, "test/mnist/acc", episodes));
+    FW_CHECK(fw_log_add_eval(log, "test/mnist/nn_acc", episodes));
+    if (n_held > 0) {
+        FW_CHECK(fw_log_add_eval(log, "test/omniglot_held_out/acc", episodes));
+        FW_CHECK(fw_log_add_eval(log, "test/omniglot_held_out/nn_acc", episodes));
+    }
+    FW_CHECK(fw_log_start(log));
     printf("%s on strided conv4: %zu parameters in D; %s MAML; %d task threads\n",
            mc.gan ? "MetaGAN" : "MAML", mg.nd, mc.first_order ? "first-order" : "second-order",
            fw_meta_threads(meta));
 
     fw_progress prog;
-    fw_progress_start(&prog, iters, 10.0);
+    fw_progress_start(&prog, 1, iters, 10.0, stdout);
     for (int it = 1; it <= iters; it++) {
         if (fw_meta_step(meta, (uint64_t)it, theta, grad, outs) != FW_OK) {
             fprintf(stderr, "crossdomain_omniglot_mnist: %s; stopping\n", fw_last_error());
@@ -158,8 +168,9 @@ int main(int argc, char **argv) {
         fw_task_out mean = fw_task_mean(outs, mb);
         FW_CHECK(fw_log_scalar(log, "train/loss", it, mean.loss));
         FW_CHECK(fw_log_scalar(log, "train/acc", it, mean.acc));
-        fw_progress_update(&prog, it, mean.loss, mean.acc, stdout);
+        fw_progress_update(&prog, it, mean.loss, mean.acc);
     }
+    fw_progress_end(&prog);
     double train_seconds = fw_now() - prog.start;
     printf("meta-training took %.1f s (%.2f it/s)\n", train_seconds, iters / train_seconds);
     evaluate(meta, log, "mnist", &te_mnist, episodes, iters, theta);

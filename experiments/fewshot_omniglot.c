@@ -106,6 +106,16 @@ int main(int argc, char **argv) {
     FW_CHECK(fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
     fw_log *log;
     FW_CHECK(fw_log_open(&log, fw_cfg_str(&cfg, "runs"), "fewshot_omniglot", &cfg, seed));
+    /* SWMR logs: every series is declared before the log starts (framework/log.h) */
+    FW_CHECK(fw_log_add_scalar(log, "train/loss"));
+    FW_CHECK(fw_log_add_scalar(log, "train/acc"));
+    if (mc.gan) {
+        FW_CHECK(fw_log_add_scalar(log, "train/g_loss"));
+        FW_CHECK(fw_log_add_images(log, "generator", 25, 28, 28, 5));
+    }
+    FW_CHECK(fw_log_add_eval(log, "test/acc", episodes));
+    FW_CHECK(fw_log_add_eval(log, "test/nn_acc", episodes));
+    FW_CHECK(fw_log_start(log));
     printf("%s on conv4 (%s): D %zu, E %zu, G %zu parameters; %s MAML; %d task threads\n",
            mc.gan ? "MetaGAN" : "MAML", fw_cfg_str(&cfg, "arch"), mg.nd, mg.ne, mg.ng,
            mc.first_order ? "first-order" : "second-order", fw_meta_threads(meta));
@@ -117,7 +127,7 @@ int main(int argc, char **argv) {
     fw_task_out *outs = calloc((size_t)mb, sizeof *outs);
     FW_ASSERT(samples && outs, "out of memory");
     fw_progress prog;
-    fw_progress_start(&prog, iters, 10.0);
+    fw_progress_start(&prog, 1, iters, 10.0, stdout);
     for (int it = 1; it <= iters; it++) {
         if (fw_meta_step(meta, (uint64_t)it, theta, grad, outs) != FW_OK) {
             fprintf(stderr, "fewshot_omniglot: %s; stopping (parameters not updated)\n",
@@ -133,12 +143,13 @@ int main(int argc, char **argv) {
         FW_CHECK(fw_log_scalar(log, "train/acc", it, mean.acc));
         if (mc.gan)
             FW_CHECK(fw_log_scalar(log, "train/g_loss", it, mean.g_loss));
-        fw_progress_update(&prog, it, mean.loss, mean.acc, stdout);
+        fw_progress_update(&prog, it, mean.loss, mean.acc);
         if (mc.gan && (it % I("sample_every") == 0 || it == iters)) {
             FW_CHECK(metagan_samples(&mg, theta, &shown, 25, seed, samples));
-            FW_CHECK(fw_log_images(log, "generator", it, samples, 25, 28, 28, 5));
+            FW_CHECK(fw_log_images(log, "generator", it, samples));
         }
     }
+    fw_progress_end(&prog);
     double train_seconds = fw_now() - prog.start, mean, ci;
     float *acc = calloc((size_t)episodes, sizeof *acc);
     FW_ASSERT(acc, "out of memory");

@@ -11,8 +11,10 @@
  *   meta.h      the OpenMP meta-batch runner, evaluation, nearest-neighbour baseline
  *   maml.h      MAML tasks for any classifier graph
  *   config.h    key=value experiment configuration
- *   log.h       HDF5 run logs
- *   progress.h  progress lines
+ *   log.h       HDF5 run logs (the schema is documented there)
+ *   ckpt.h      checkpoints
+ *   progress.h  progress bar / lines
+ *   run.h       one training run: config with resume, log, checkpoints, signals, summary
  */
 #ifndef FW_FW_H
 #define FW_FW_H
@@ -29,5 +31,7 @@
 #include "framework/config.h"
 #include "framework/log.h"
 #include "framework/progress.h"
+#include "framework/ckpt.h"
+#include "framework/run.h"
 
 #endif

@@ -1,4 +1,5 @@
-/* test_log.c: the HDF5 run log, read back with the HDF5 C API and with h5py.
+/* test_log.c: the HDF5 run log (schema 2, framework/log.h), read back with the HDF5 C API and
+ * with h5py. Real runs of the experiments are checked in test_runrecord.c.
  *
  * Tests that fork or call system() use no OpenMP before doing so (a forked OpenMP runtime is not
  * safe to use); the one test that opens a parallel region does nothing else.
@@ -8,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <hdf5.h>
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -51,14 +53,14 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* Path of the only .h5 file in dir (caller frees). */
+/* Path of the only run file (.h5, not latest.h5) in dir (caller frees). */
 static char *only_h5_in(const char *dir) {
     DIR *d = opendir(dir);
     cr_assert_not_null(d, "cannot open %s", dir);
     char *found = NULL;
     int count = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL;)
-        if (ends_with(e->d_name, ".h5")) {
+        if (ends_with(e->d_name, ".h5") && strcmp(e->d_name, "latest.h5") != 0) {
             count++;
             free(found);
             size_t n = strlen(dir) + strlen(e->d_name) + 2;
@@ -78,20 +80,20 @@ static const char *h5py_check =
     "def check(ok, what):\n"
     "    if not ok:\n"
     "        sys.exit(\"h5py check failed: \" + what)\n"
-    "with h5py.File(path, \"r\") as f:\n"
+    "with h5py.File(path, \"r\", swmr=True) as f:\n"
     "    a = f.attrs\n"
-    "    for k in (\"arch\", \"tag\", \"experiment\", \"start_time\", \"status\"):\n"
+    "    for k in (\"arch\", \"tag\", \"experiment\", \"start_time\", \"status\", \"end_time\",\n"
+    "              \"git_commit\", \"hostname\", \"dnnl_version\", \"hdf5_version\", \"argv\"):\n"
     "        check(type(a[k]) is str, k + \" should be str, is \" + repr(type(a[k])))\n"
-    "    for k in (\"ways\", \"schema_version\"):\n"
+    "    for k in (\"ways\", \"schema_version\", \"git_dirty\", \"n_threads\", \"pid\"):\n"
     "        check(isinstance(a[k], numbers.Integral) and a[k].dtype == \"int64\",\n"
     "              k + \" should be int64, is \" + repr(type(a[k])))\n"
     "    check(isinstance(a[\"inner_lr\"], float), \"inner_lr should be float\")\n"
     "    check(a[\"ways\"] == 7 and a[\"inner_lr\"] == 0.125, \"config values\")\n"
     "    check(a[\"arch\"] == \"pool\" and a[\"tag\"] == \"gr\\u00f6\\u00dfe\", \"config text\")\n"
-    "    check(a[\"schema_version\"] == 1, \"schema_version\")\n"
+    "    check(a[\"schema_version\"] == 2, \"schema_version\")\n"
     "    check(a[\"status\"] == status, \"status is \" + repr(a[\"status\"]))\n"
-    "    if status != \"running\":\n"
-    "        check(type(a[\"end_time\"]) is str, \"end_time should be str\")\n"
+    "    check((a[\"end_time\"] == \"\") == (status == \"running\"), \"end_time \" + a[\"end_time\"])\n"
     "    names = (\"loss\", \"train/acc\") if n_loss >= 0 else ()\n"
     "    check(n_loss >= 0 or \"metrics\" not in f, \"no metrics expected\")\n"
     "    for name, n, stride in zip(names, (n_loss, n_acc), (1, 10)):\n"
@@ -102,9 +104,14 @@ static const char *h5py_check =
     "        check(list(g[\"step\"][:5]) == list(range(0, stride * min(n, 5), stride)),\n"
     "              name + \" steps \" + repr(list(g[\"step\"][:5])))\n"
     "    if n_eval:\n"
-    "        e = f[\"eval/val\"]\n"
-    "        check(e.shape == (n_eval,) and e.dtype == \"float32\", \"eval/val shape/type\")\n"
-    "        check(int(e.attrs[\"n_episodes\"]) == n_eval, \"eval n_episodes\")\n"
+    "        e = f[\"eval/val/episodes\"]\n"
+    "        check(e.shape == (1, n_eval) and e.dtype == \"float32\", \"eval/val shape/type\")\n"
+    "        check(int(f[\"eval/val\"].attrs[\"n_episodes\"]) == n_eval, \"eval n_episodes\")\n"
+    "        check(list(f[\"eval/val/step\"]) == [3000], \"eval step\")\n"
+    "    if n_loss >= 0:\n"
+    "        last = f[\"flushes/rows\"][-1]\n"
+    "        series = list(f[\"flushes\"].attrs[\"series\"])\n"
+    "        check(last[series.index(\"metrics/loss\")] == n_loss, \"last flush row: \" + repr(last))\n"
     "print(\"h5py ok:\", path)\n";
 
 static int run_h5py(const char *path, const char *status, int n_loss, int n_acc, int n_eval) {
@@ -233,7 +240,34 @@ static double loss_at(int i) {
     return 2.0 / (1.0 + i);
 }
 
+#define GRID_N 3 /* images per grid: 3 images of 4x5 in 2 columns, a 8x10 grid */
+
+/* Declares what write_run writes and starts the log. */
+static void declare_and_start(fw_log *l) {
+    cr_assert_eq(fw_log_add_scalar(l, "loss"), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_add_scalar(l, "train/acc"), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_add_eval(l, "val", N_EVAL), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_add_images(l, "gen", GRID_N, 4, 5, 2), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_start(l), FW_OK, "%s", fw_last_error());
+}
+
+/* Pixel (y, x) of image i of grid k, in [0, 1]. */
+static float pixel(int k, int i, int y, int x) {
+    return (float)((k * 31 + i * 7 + y * 5 + x) % 256) / 255.0f;
+}
+
+static void write_grid(fw_log *l, int k, int64_t step) {
+    float img[GRID_N * 4 * 5];
+    for (int i = 0; i < GRID_N; i++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 5; x++)
+                img[(i * 4 + y) * 5 + x] = pixel(k, i, y, x);
+    cr_assert_eq(fw_log_images(l, "gen", step, img), FW_OK, "%s", fw_last_error());
+}
+
 static void write_run(fw_log *l) {
+    declare_and_start(l);
+    write_grid(l, 0, 10);
     for (int i = 0; i < N_ROWS; i++) {
         cr_assert_eq(fw_log_scalar(l, "loss", i, loss_at(i)), FW_OK, "%s", fw_last_error());
         cr_assert_eq(fw_log_scalar(l, "train/acc", 10 * i, 0.5 + i * 1e-4), FW_OK, "%s",
@@ -246,6 +280,7 @@ static void write_run(fw_log *l) {
         acc[i] = (float)(i % 5) / 4.0f;
     cr_assert_eq(fw_log_eval(l, "val", N_ROWS, acc, N_EVAL, 0.5, 0.0283), FW_OK, "%s",
                  fw_last_error());
+    write_grid(l, 1, 20);
 }
 
 static void check_metrics(hid_t f) {
@@ -275,18 +310,80 @@ static void check_metrics(hid_t f) {
     expect_dataset_type(f, "/metrics/train/acc/wall_time", H5T_FLOAT, 8);
 }
 
+/* Reads a whole dataset of `elems` elements of any rank as mem_type (caller frees). */
+static void *read_all(hid_t file, const char *name, hid_t mem_type, size_t elem, size_t elems) {
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    cr_assert_geq(ds, 0, "cannot open dataset %s", name);
+    hid_t space = H5Dget_space(ds);
+    cr_assert_eq((size_t)H5Sget_simple_extent_npoints(space), elems, "%s: wrong size", name);
+    H5Sclose(space);
+    void *buf = malloc(elem * elems);
+    cr_assert_geq(H5Dread(ds, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf), 0, "read %s", name);
+    H5Dclose(ds);
+    return buf;
+}
+
 static void check_eval(hid_t f) {
-    float *acc = read_dataset(f, "/eval/val", H5T_NATIVE_FLOAT, 4, N_EVAL);
+    float *acc = read_all(f, "/eval/val/episodes", H5T_NATIVE_FLOAT, 4, N_EVAL);
     for (int i = 0; i < N_EVAL; i++)
         cr_assert_eq(acc[i], (float)(i % 5) / 4.0f, "eval acc[%d] = %g", i, acc[i]);
     free(acc);
-    expect_dataset_type(f, "/eval/val", H5T_FLOAT, 4);
-    hid_t ds = H5Dopen2(f, "/eval/val", H5P_DEFAULT);
-    cr_expect_eq(attr_f64(ds, "mean"), 0.5);
-    cr_expect_eq(attr_f64(ds, "ci95"), 0.0283);
-    cr_expect_eq(attr_i64(ds, "step"), N_ROWS);
-    cr_expect_eq(attr_i64(ds, "n_episodes"), N_EVAL);
+    expect_dataset_type(f, "/eval/val/episodes", H5T_FLOAT, 4);
+    double *mean = read_dataset(f, "/eval/val/mean", H5T_NATIVE_DOUBLE, 8, 1);
+    double *ci = read_dataset(f, "/eval/val/ci95", H5T_NATIVE_DOUBLE, 8, 1);
+    int64_t *step = read_dataset(f, "/eval/val/step", H5T_NATIVE_INT64, 8, 1);
+    cr_expect_eq(mean[0], 0.5);
+    cr_expect_eq(ci[0], 0.0283);
+    cr_expect_eq(step[0], N_ROWS);
+    free(mean);
+    free(ci);
+    free(step);
+    hid_t g = H5Gopen2(f, "/eval/val", H5P_DEFAULT);
+    cr_expect_eq(attr_i64(g, "n_episodes"), N_EVAL);
+    H5Gclose(g);
+}
+
+/* Two grids (steps 10, 20) of 3 images 4x5 in 2 columns: (2, 8, 10) uint8, black padding. */
+static void check_samples(hid_t f) {
+    uint8_t *g = read_all(f, "/samples/gen/images", H5T_NATIVE_UINT8, 1, 2 * 8 * 10);
+    for (int k = 0; k < 2; k++)
+        for (int gy = 0; gy < 8; gy++)
+            for (int gx = 0; gx < 10; gx++) {
+                int i = gy / 4 * 2 + gx / 5, y = gy % 4, x = gx % 5;
+                int want = i < GRID_N ? (int)lrintf(pixel(k, i, y, x) * 255.0f) : 0;
+                cr_assert_eq(g[(k * 8 + gy) * 10 + gx], want, "grid %d pixel (%d, %d)", k, gy, gx);
+            }
+    free(g);
+    int64_t *step = read_dataset(f, "/samples/gen/step", H5T_NATIVE_INT64, 8, 2);
+    cr_expect(step[0] == 10 && step[1] == 20, "sample steps %ld %ld", (long)step[0], (long)step[1]);
+    free(step);
+    hid_t grp = H5Gopen2(f, "/samples/gen", H5P_DEFAULT);
+    cr_expect_eq(attr_i64(grp, "rows"), 2);
+    cr_expect_eq(attr_i64(grp, "cols"), 2);
+    cr_expect_eq(attr_i64(grp, "image_h"), 4);
+    cr_expect_eq(attr_i64(grp, "image_w"), 5);
+    H5Gclose(grp);
+}
+
+/* The last /flushes row counts every row in the file (the log was closed). */
+static void check_flushes(hid_t f) {
+    hid_t ds = H5Dopen2(f, "/flushes/rows", H5P_DEFAULT);
+    cr_assert_geq(ds, 0, "no /flushes/rows");
+    hid_t space = H5Dget_space(ds);
+    hsize_t dims[2];
+    cr_assert_eq(H5Sget_simple_extent_dims(space, dims, NULL), 2);
+    cr_assert_eq(dims[1], 4, "4 series, %d columns", (int)dims[1]);
+    H5Sclose(space);
     H5Dclose(ds);
+    int64_t *rows = read_all(f, "/flushes/rows", H5T_NATIVE_INT64, 8, dims[0] * dims[1]);
+    const int64_t *last = rows + (dims[0] - 1) * 4; /* declared order: loss, train/acc, val, gen */
+    cr_expect(last[0] == N_ROWS && last[1] == N_ROWS && last[2] == 1 && last[3] == 2,
+              "last flush row %ld %ld %ld %ld", (long)last[0], (long)last[1], (long)last[2],
+              (long)last[3]);
+    free(rows);
+    double *t = read_dataset(f, "/flushes/unix_time", H5T_NATIVE_DOUBLE, 8, dims[0]);
+    cr_expect(t[dims[0] - 1] > 1.6e9, "unix_time %g", t[dims[0] - 1]);
+    free(t);
 }
 
 static void check_root(hid_t f) {
@@ -296,7 +393,26 @@ static void check_root(hid_t f) {
     cr_expect_str_eq(attr_str(f, "arch", buf, sizeof buf), "pool");
     cr_expect_str_eq(attr_str(f, "tag", buf, sizeof buf), "größe");
     cr_expect_str_eq(attr_str(f, "experiment", buf, sizeof buf), "exp_a");
-    cr_expect_eq(attr_i64(f, "schema_version"), 1);
+    cr_expect_eq(attr_i64(f, "schema_version"), 2);
+    unsigned maj, min, rel;
+    H5get_libversion(&maj, &min, &rel);
+    char want[32];
+    snprintf(want, sizeof want, "%u.%u.%u", maj, min, rel);
+    cr_expect_str_eq(attr_str(f, "hdf5_version", buf, sizeof buf), want);
+    cr_expect(strchr("0123456789", attr_str(f, "dnnl_version", buf, sizeof buf)[0]) != NULL,
+              "dnnl_version '%s'", buf);
+    attr_str(f, "git_commit", buf, sizeof buf);
+    cr_expect(strcmp(buf, "unknown") == 0 || strspn(buf, "0123456789abcdef") == 40,
+              "git_commit '%s'", buf);
+    int64_t dirty = attr_i64(f, "git_dirty");
+    cr_expect(dirty >= -1 && dirty <= 1, "git_dirty %ld", (long)dirty);
+    cr_expect_gt(strlen(attr_str(f, "hostname", buf, sizeof buf)), 0);
+    cr_expect_eq(attr_i64(f, "pid"), (int64_t)getpid());
+    cr_expect_gt(attr_i64(f, "n_threads"), 0);
+    cr_expect_gt(strlen(attr_str(f, "compiler", buf, sizeof buf)), 0);
+    cr_expect_eq(attr_f64(f, "flush_interval"), 10.0);
+    cr_expect_str_eq(attr_str(f, "checkpoint", buf, sizeof buf), "");
+    cr_expect_eq(attr_i64(f, "resume_step"), 0);
     cr_expect(is_iso_utc(attr_str(f, "start_time", buf, sizeof buf)), "start_time '%s'", buf);
     cr_expect(is_iso_utc(attr_str(f, "end_time", buf, sizeof buf)), "end_time '%s'", buf);
     cr_expect_str_eq(attr_str(f, "status", buf, sizeof buf), "finished");
@@ -320,7 +436,15 @@ Test(log, write_and_read_back) {
     check_root(f);
     check_metrics(f);
     check_eval(f);
+    check_samples(f);
+    check_flushes(f);
     H5Fclose(f);
+    char latest[1024], target[1024];
+    snprintf(latest, sizeof latest, "%s/latest.h5", dir);
+    ssize_t n = readlink(latest, target, sizeof target - 1);
+    cr_assert_gt(n, 0, "%s should be a symlink", latest);
+    target[n] = '\0';
+    cr_expect_str_eq(target, strrchr(path, '/') + 1, "latest.h5 -> %s", target);
 
     cr_expect_eq(run_h5py(path, "finished", N_ROWS, N_ROWS, N_EVAL), 0, "h5py check of %s",
                  path);
@@ -406,13 +530,16 @@ Test(log, non_writable_runs_dir) {
 enum { CHILD_OK = 0, CHILD_CONFIG = 3, CHILD_OPEN, CHILD_SCALAR, CHILD_FLUSH, CHILD_NO_KILL,
        CHILD_WRONG_STATUS };
 
-static fw_log *child_open(const char *tmp, const char *experiment, uint64_t seed) {
+/* Opens a log with the two scalar series; starts it unless start is false. */
+static fw_log *child_open(const char *tmp, const char *experiment, uint64_t seed, bool start) {
     static fw_config cfg; /* lives until the child ends */
     char *argv[] = {"prog", "ways=7", "inner_lr=0.125", "arch=pool", "tag=größe", NULL};
     if (fw_config_parse(&cfg, keys, (int)FW_COUNTOF(keys), 5, argv) != FW_OK)
         _exit(CHILD_CONFIG);
     fw_log *l;
-    if (fw_log_open(&l, tmp, experiment, &cfg, seed) != FW_OK)
+    if (fw_log_open(&l, tmp, experiment, &cfg, seed) != FW_OK ||
+        fw_log_add_scalar(l, "loss") != FW_OK || fw_log_add_scalar(l, "train/acc") != FW_OK ||
+        (start && fw_log_start(l) != FW_OK))
         _exit(CHILD_OPEN);
     return l;
 }
@@ -451,7 +578,7 @@ static int run_child(void (*fn)(const char *, int), const char *tmp, char *msg, 
 /* A small file size limit stands in for a full disk. The child then ends through exit(), so
  * HDF5's exit-time cleanup (if any) runs: it must not crash on the failed file. */
 static void full_disk_child(const char *tmp, int fd) {
-    fw_log *l = child_open(tmp, "exp_full", 1);
+    fw_log *l = child_open(tmp, "exp_full", 1, true);
     signal(SIGXFSZ, SIG_IGN);
     struct rlimit small = {64 * 1024, 64 * 1024};
     setrlimit(RLIMIT_FSIZE, &small);
@@ -481,7 +608,7 @@ Test(log, full_disk_is_hdf5_error_without_crash) {
 /* 2000 flushed rows per series and 500 unflushed ones, then SIGKILL. */
 static void killed_after_flush_child(const char *tmp, int fd) {
     (void)fd;
-    fw_log *l = child_open(tmp, "exp_k", 9);
+    fw_log *l = child_open(tmp, "exp_k", 9, true);
     child_rows(l, 0, 2000);
     if (fw_log_flush(l) != FW_OK)
         _exit(CHILD_FLUSH);
@@ -489,10 +616,17 @@ static void killed_after_flush_child(const char *tmp, int fd) {
     raise(SIGKILL);
 }
 
-/* Killed before any flush: the file must still hold the config. */
-static void killed_after_open_child(const char *tmp, int fd) {
+/* Killed right after the start (its one flush): the file must hold the config. */
+static void killed_after_start_child(const char *tmp, int fd) {
     (void)fd;
-    child_open(tmp, "exp_k", 9);
+    child_open(tmp, "exp_k", 9, true);
+    raise(SIGKILL);
+}
+
+/* Killed before the start: no file under a run's name. */
+static void killed_before_start_child(const char *tmp, int fd) {
+    (void)fd;
+    child_open(tmp, "exp_k", 9, false);
     raise(SIGKILL);
 }
 
@@ -513,7 +647,8 @@ Test(log, killed_run_is_readable) {
     char *path = killed_run_file(killed_after_flush_child, tmp);
     cr_expect_eq(run_h5py(path, "running", 2000, 2000, 0), 0, "h5py check of killed run %s",
                  path);
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    /* a killed SWMR writer leaves the file marked as open: readers need SWMR_READ */
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY | H5F_ACC_SWMR_READ, H5P_DEFAULT);
     cr_assert_geq(f, 0, "C API cannot open killed run %s", path);
     cr_expect_eq(dataset_len(f, "/metrics/loss/value"), 2000);
     char buf[64];
@@ -523,43 +658,108 @@ Test(log, killed_run_is_readable) {
     remove_tree(tmp);
 }
 
-Test(log, killed_right_after_open_keeps_config) {
+Test(log, killed_right_after_start_keeps_config) {
     char *tmp = make_tmpdir();
-    char *path = killed_run_file(killed_after_open_child, tmp);
-    cr_expect_eq(run_h5py(path, "running", -1, -1, 0), 0, "h5py check of killed run %s", path);
+    char *path = killed_run_file(killed_after_start_child, tmp);
+    cr_expect_eq(run_h5py(path, "running", 0, 0, 0), 0, "h5py check of killed run %s", path);
     free(path);
+    remove_tree(tmp);
+}
+
+Test(log, killed_before_start_leaves_no_run_file) {
+    char *tmp = make_tmpdir();
+    char msg[16];
+    int w = run_child(killed_before_start_child, tmp, msg, sizeof msg);
+    cr_assert(WIFSIGNALED(w) && WTERMSIG(w) == SIGKILL, "child should die by SIGKILL (code %d)",
+              WIFEXITED(w) ? WEXITSTATUS(w) : -1);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/exp_k", tmp);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    int visible = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        visible += e->d_name[0] != '.';
+    closedir(d);
+    cr_expect_eq(visible, 0, "a run killed before fw_log_start left a visible file in %s", dir);
+    remove_tree(tmp);
+}
+
+Test(log, closed_before_start_leaves_nothing) {
+    char *tmp = make_tmpdir();
+    fw_config cfg;
+    make_config(&cfg);
+    fw_log *l = NULL;
+    cr_assert_eq(fw_log_open(&l, tmp, "exp_c", &cfg, 3), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_add_scalar(l, "loss"), FW_OK, "%s", fw_last_error());
+    cr_expect_eq(fw_log_close(l, "failed: before start"), FW_OK, "%s", fw_last_error());
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s/exp_c')\"", tmp);
+    cr_expect_eq(system(cmd), 0, "%s/exp_c should be empty", tmp);
+    fw_config_free(&cfg);
     remove_tree(tmp);
 }
 
 /* ---- programmer errors abort ---- */
 
-static fw_log *open_scratch_log(fw_config *cfg) {
+/* A log with series "loss" and eval "val" (2 episodes), started if `start`. */
+static fw_log *open_scratch_log(fw_config *cfg, bool start) {
     char *tmp = make_tmpdir();
     make_config(cfg);
     fw_log *l = NULL;
     cr_assert_eq(fw_log_open(&l, tmp, "exp_x", cfg, 1), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_add_scalar(l, "loss"), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_add_eval(l, "val", 2), FW_OK, "%s", fw_last_error());
+    if (start)
+        cr_assert_eq(fw_log_start(l), FW_OK, "%s", fw_last_error());
     remove_tree(tmp); /* now: these tests abort; the open file outlives its directory entry */
     return l;
 }
 
-Test(log, eval_name_twice_aborts, .signal = SIGABRT) {
+Test(log, evals_append_rows) {
     fw_config cfg;
-    fw_log *l = open_scratch_log(&cfg);
+    fw_log *l = open_scratch_log(&cfg, true);
     float acc[2] = {0.5f, 1.0f};
-    cr_assert_eq(fw_log_eval(l, "val", 1, acc, 2, 0.75, 0.1), FW_OK, "%s", fw_last_error());
-    fw_log_eval(l, "val", 2, acc, 2, 0.75, 0.1);
+    cr_expect_eq(fw_log_eval(l, "val", 1, acc, 2, 0.75, 0.1), FW_OK, "%s", fw_last_error());
+    cr_expect_eq(fw_log_eval(l, "val", 2, acc, 2, 0.75, 0.1), FW_OK, "%s", fw_last_error());
+    cr_expect_eq(fw_log_close(l, "finished"), FW_OK, "%s", fw_last_error());
+    fw_config_free(&cfg);
+}
+
+Test(log, undeclared_series_aborts, .signal = SIGABRT) {
+    fw_config cfg;
+    fw_log *l = open_scratch_log(&cfg, true);
+    fw_log_scalar(l, "train/loss", 0, 1.0);
+}
+
+Test(log, declaring_after_start_aborts, .signal = SIGABRT) {
+    fw_config cfg;
+    fw_log *l = open_scratch_log(&cfg, true);
+    fw_log_add_scalar(l, "train/loss");
+}
+
+Test(log, wrong_episode_count_aborts, .signal = SIGABRT) {
+    fw_config cfg;
+    fw_log *l = open_scratch_log(&cfg, true);
+    float acc[3] = {0.5f, 1.0f, 0.0f};
+    fw_log_eval(l, "val", 1, acc, 3, 0.5, 0.1);
+}
+
+Test(log, attribute_named_like_a_config_key_aborts, .signal = SIGABRT) {
+    fw_config cfg;
+    fw_log *l = open_scratch_log(&cfg, false);
+    fw_log_set_str(l, "arch", "resnet");
 }
 
 Test(log, series_nested_in_series_aborts, .signal = SIGABRT) {
     fw_config cfg;
-    fw_log *l = open_scratch_log(&cfg);
-    cr_assert_eq(fw_log_scalar(l, "train", 0, 1.0), FW_OK, "%s", fw_last_error());
-    fw_log_scalar(l, "train/loss", 0, 1.0);
+    fw_log *l = open_scratch_log(&cfg, false);
+    cr_assert_eq(fw_log_add_scalar(l, "train"), FW_OK, "%s", fw_last_error());
+    fw_log_add_scalar(l, "train/loss");
 }
 
 Test(log, call_inside_parallel_region_aborts, .signal = SIGABRT) {
     fw_config cfg;
-    fw_log *l = open_scratch_log(&cfg);
+    fw_log *l = open_scratch_log(&cfg, true);
 #pragma omp parallel num_threads(2)
     {
 #pragma omp master
