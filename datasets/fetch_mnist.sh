@@ -80,6 +80,7 @@ fetch() {
         src="$mirror/mnist/$name.gz"
         echo "mnist: $name.gz from $src"
     else
+        echo "mnist: no mirror copy at $mirror/mnist/$name.gz (set DATA_MIRROR=<folder with mnist/>); downloading"
         src=$tmp_gz
         ok=1
         for base in $URLS; do
@@ -123,7 +124,7 @@ $FILES
 EOF
 
 if [ -n "$failed" ]; then
-    die "failed:$failed (nothing was written for them in $dest)"
+    die "failed:$failed (nothing was written for them in $dest). Without network access, point DATA_MIRROR at a folder holding mnist/<the four .gz files>, e.g. make deps DATA_MIRROR=/path/to/shared/datasets"
 fi
 if [ "$fetched" = 0 ]; then
     echo "mnist: up to date"
