@@ -42,7 +42,7 @@ $(shell mkdir -p $(BUILD)/gen && \
 # finished runs in RUN's folder).
 RUN  ?= runs/fewshot_mnist/latest.h5
 RUNS ?=
-NB_ENV = MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1 RUN_FILE="$(abspath $(RUN))" \
+NB_ENV = PYDEVD_DISABLE_FILE_VALIDATION=1 RUN_FILE="$(abspath $(RUN))" \
          RUN_FILES="$(abspath $(RUNS))"
 
 .PHONY: all help deps data exp list test clean notebook notebook-strip

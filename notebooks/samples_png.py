@@ -2,8 +2,9 @@
 """Save a generator sample grid from a run log as a PNG.
 
 Usage: /usr/bin/python3 notebooks/samples_png.py RUN.h5 OUT.png [STEP]
-Takes /samples/generator/<STEP> (default: the last one logged) and writes it as an 8-bit
-grayscale PNG, scaled up 3x so the 28x28 digits are visible. Needs only h5py and numpy.
+Takes the grid of /samples/generator logged at STEP (default: the last one) and writes it as an
+8-bit grayscale PNG, scaled up 3x so the 28x28 digits are visible. Needs only h5py and numpy.
+Opens the log in SWMR mode, so it works on a running or killed run too (schema: framework/log.h).
 """
 import struct
 import sys
@@ -32,17 +33,22 @@ def write_png(path, img):
 def main():
     if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    with h5py.File(sys.argv[1], "r") as f:
+    with h5py.File(sys.argv[1], "r", swmr=True) as f:
         if "samples/generator" not in f:
             sys.exit(f"{sys.argv[1]}: no /samples/generator (was the run made with gan=1?)")
         group = f["samples/generator"]
-        name = f"{int(sys.argv[3]):08d}" if len(sys.argv) == 4 else sorted(group)[-1]
-        if name not in group:
-            sys.exit(f"{sys.argv[1]}: no samples at step {int(name)}; have {sorted(group)}")
-        grid = np.asarray(group[name], dtype=np.uint8)
+        steps, images = group["step"], group["images"]
+        n = min(len(steps), len(images))  # complete rows (a killed run may have a partial one)
+        steps = list(steps[:n])
+        if n == 0:
+            sys.exit(f"{sys.argv[1]}: no samples logged yet")
+        step = int(sys.argv[3]) if len(sys.argv) == 4 else steps[-1]
+        if step not in steps:
+            sys.exit(f"{sys.argv[1]}: no samples at step {step}; have {steps}")
+        grid = np.asarray(images[steps.index(step)], dtype=np.uint8)
     big = np.kron(grid, np.ones((3, 3), dtype=np.uint8))
     write_png(sys.argv[2], big)
-    print(f"{sys.argv[2]}: step {int(name)}, {grid.shape[1]}x{grid.shape[0]} grid")
+    print(f"{sys.argv[2]}: step {step}, {grid.shape[1]}x{grid.shape[0]} grid")
 
 
 if __name__ == "__main__":

@@ -616,6 +616,35 @@ static void killed_after_flush_child(const char *tmp, int fd) {
     raise(SIGKILL);
 }
 
+/* 1000 rows flushed; then the disk fills up during the next flush, which must fail; SIGKILL.
+ * The /flushes row comes after its data, so the file cannot claim the rows that failed. */
+static void failed_flush_child(const char *tmp, int fd) {
+    (void)fd;
+    fw_log *l = child_open(tmp, "exp_k", 9, true);
+    child_rows(l, 0, 1000);
+    struct stat st;
+    if (fw_log_flush(l) != FW_OK || stat(fw_log_path(l), &st) != 0)
+        _exit(CHILD_FLUSH);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {(rlim_t)st.st_size + 4096, (rlim_t)st.st_size + 4096};
+    setrlimit(RLIMIT_FSIZE, &lim);
+    child_rows(l, 1000, 60000);
+    if (fw_log_flush(l) == FW_OK)
+        _exit(CHILD_WRONG_STATUS);
+    raise(SIGKILL);
+}
+
+static const char *flushed_check =
+    "import sys, h5py\n"
+    "f = h5py.File(sys.argv[1], \"r\", swmr=True)\n"
+    "names = list(f[\"flushes\"].attrs[\"series\"])\n"
+    "claimed = int(f[\"flushes/rows\"][-1][names.index(\"metrics/loss\")])\n"
+    "g = f[\"metrics/loss\"]\n"
+    "n = min(len(g[c]) for c in (\"step\", \"value\", \"wall_time\"))\n"
+    "steps = list(g[\"step\"][:claimed])\n"
+    "if claimed != 1000 or n < claimed or steps != list(range(claimed)):\n"
+    "    sys.exit(\"last flush claims %d rows; %d complete rows\" % (claimed, n))\n";
+
 /* Killed right after the start (its one flush): the file must hold the config. */
 static void killed_after_start_child(const char *tmp, int fd) {
     (void)fd;
@@ -654,6 +683,18 @@ Test(log, killed_run_is_readable) {
     char buf[64];
     cr_expect_str_eq(attr_str(f, "status", buf, sizeof buf), "running");
     H5Fclose(f);
+    free(path);
+    remove_tree(tmp);
+}
+
+Test(log, failed_flush_claims_no_unwritten_rows) {
+    char *tmp = make_tmpdir();
+    char *path = killed_run_file(failed_flush_child, tmp);
+    char cmd[4096];
+    cr_assert(strchr(flushed_check, '\'') == NULL);
+    snprintf(cmd, sizeof cmd, PYTHON " -c '%s' '%s'", flushed_check, path);
+    int rc = system(cmd);
+    cr_expect(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "h5py check of %s", path);
     free(path);
     remove_tree(tmp);
 }
