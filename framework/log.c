@@ -551,7 +551,9 @@ static fw_status buffer_row(series *sr, int64_t step, double value, double wall)
 fw_status fw_log_scalar(fw_log *l, const char *name, int64_t step, double value) {
     assert_serial(__func__);
     FW_ASSERT(l != NULL, "l is NULL");
-    return buffer_row(find_series(l, SCALAR, name, __func__), step, value, fw_log_wall(l));
+    FW_TRY(buffer_row(find_series(l, SCALAR, name, __func__), step, value, fw_log_wall(l)));
+    /* so the interval holds for callers that never call fw_log_tick (0 is left to them) */
+    return l->started && l->flush_interval > 0 ? fw_log_tick(l) : FW_OK;
 }
 
 /* ---- flushing ---- */

@@ -66,8 +66,9 @@
  * from its checkpoint's wall_time. Rows are only ever appended, in step order.
  *
  * Flushing. Scalars are buffered in memory. A flush writes them, H5Fflush, appends a /flushes
- * row, H5Fflush. Flushes happen in fw_log_tick once flush_interval seconds have passed, at
- * every fw_log_eval and fw_log_images, and at close. After kill -9 the file opens with
+ * row, H5Fflush. Flushes happen once flush_interval seconds have passed (checked in
+ * fw_log_tick and fw_log_scalar), at every fw_log_eval and fw_log_images, and at close; fw_run
+ * also flushes before each checkpoint. After kill -9 the file opens with
  * h5py.File(path, "r", swmr=True) (or without swmr after `h5clear -s path`) and holds every row
  * counted in its last /flushes row. A kill inside a flush can leave a series' columns of unequal
  * length: readers use the shortest.
@@ -112,14 +113,16 @@ fw_status fw_log_import(fw_log *l, const char *old_path, int64_t max_step);
 fw_status fw_log_start(fw_log *l);
 
 /* ---- after fw_log_start (appending before it is fine too) ---- */
-/* Buffers (step, value) for scalar series `name`. */
+/* Buffers (step, value) for scalar series `name`; flushes when flush_interval (> 0) seconds
+ * have passed since the last flush. */
 fw_status fw_log_scalar(fw_log *l, const char *name, int64_t step, double value);
 /* Appends one evaluation (n = the declared n_episodes accuracies) and flushes. */
 fw_status fw_log_eval(fw_log *l, const char *name, int64_t step, const float *acc, int n,
                       double mean, double ci95);
 /* Appends one grid of the declared n images (n, h, w), values in [0, 1], and flushes. */
 fw_status fw_log_images(fw_log *l, const char *name, int64_t step, const float *images);
-/* Flushes if flush_interval seconds have passed since the last flush. Call once per iteration. */
+/* Flushes if flush_interval seconds have passed since the last flush (interval 0: at every
+ * call). Call once per iteration, so flushes fall between iterations. */
 fw_status fw_log_tick(fw_log *l);
 fw_status fw_log_flush(fw_log *l);
 /* Seconds on the log's clock now (what the next row's wall_time would be). */

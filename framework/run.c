@@ -225,7 +225,20 @@ int fw_run_init(fw_run *r, fw_config *cfg, const char *experiment, const fw_cfg_
     r->first_iter = 1;
     r->ckpt_iter = -1;
     if (fw_config_parse(cfg, keys, n_keys, argc, argv) != FW_OK) {
-        fprintf(stderr, "%s: %s\n", experiment, fw_last_error());
+        if (strncmp(fw_last_error(), "usage:", 6) == 0) { /* help: every key, uncut */
+            char *text = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&text, &len);
+            if (f) {
+                fw_config_usage(keys, n_keys, f);
+                fclose(f);
+            }
+            const char *keys_part = text ? strstr(text, "\nkeys:") : NULL;
+            printf("usage: %s [key=value ...]%s", argv[0], keys_part ? keys_part : "\n");
+            free(text);
+        } else {
+            fprintf(stderr, "%s: %s\n", experiment, fw_last_error());
+        }
         return 2;
     }
     r->argv_text = quote_argv(argc, argv);

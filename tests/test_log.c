@@ -766,6 +766,25 @@ Test(log, evals_append_rows) {
     fw_config_free(&cfg);
 }
 
+Test(log, failed_status_keeps_its_message) {
+    char *tmp = make_tmpdir();
+    fw_config cfg;
+    make_config(&cfg);
+    fw_log *l = NULL;
+    cr_assert_eq(fw_log_open(&l, tmp, "exp_f", &cfg, 5), FW_OK, "%s", fw_last_error());
+    cr_assert_eq(fw_log_start(l), FW_OK, "%s", fw_last_error());
+    char path[1024], buf[256];
+    snprintf(path, sizeof path, "%s", fw_log_path(l));
+    cr_assert_eq(fw_log_close(l, "failed: step 7: loss is nan"), FW_OK, "%s", fw_last_error());
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(f, 0);
+    cr_expect_str_eq(attr_str(f, "status", buf, sizeof buf), "failed: step 7: loss is nan");
+    cr_expect(is_iso_utc(attr_str(f, "end_time", buf, sizeof buf)), "end_time '%s'", buf);
+    H5Fclose(f);
+    fw_config_free(&cfg);
+    remove_tree(tmp);
+}
+
 Test(log, undeclared_series_aborts, .signal = SIGABRT) {
     fw_config cfg;
     fw_log *l = open_scratch_log(&cfg, true);
