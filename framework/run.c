@@ -246,12 +246,13 @@ int fw_run_init(fw_run *r, fw_config *cfg, const char *experiment, const fw_cfg_
     int rc = 0;
     if (fw_cfg_str(cfg, "resume")[0])
         rc = open_resume(r, keys, n_keys, argc, argv, resumable);
-    if (rc != 0) {
+    if (rc != 0) { /* nothing is left for the caller to free */
         fw_ckpt_close(r->resume);
         r->resume = NULL;
         free(r->argv_text);
         free(r->program);
         r->argv_text = r->program = NULL;
+        fw_config_free(cfg);
     }
     return rc;
 }

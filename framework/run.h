@@ -92,7 +92,8 @@ typedef struct fw_run {
 } fw_run;
 
 /* Parses argv into *cfg (applying resume=), printing any problem to stderr. Returns 0, or the
- * exit code to return from main: 2 for a bad argument, 1 for an unusable checkpoint. The table
+ * exit code to return from main: 2 for a bad argument (or help), 1 for an unusable checkpoint;
+ * then nothing needs freeing. The table
  * must hold a "seed" key and FW_RUN_KEYS. `resumable`: space-separated keys a resume may
  * change (iterations, threads, evaluation or logging settings: nothing the training uses). */
 int fw_run_init(fw_run *r, fw_config *cfg, const char *experiment, const fw_cfg_key *keys,
