@@ -4,7 +4,8 @@
  * Format (version 1): root attributes
  *   format "metagan-checkpoint", format_version 1, experiment, created (UTC ISO 8601),
  *   git_commit, plus whatever the writer puts with fw_ckpt_put_i64/f64/str (fw_run: iteration,
- *   wall_time, log_file)
+ *   wall_time, log_file, and rng, a note that the seed in /config and the iteration are the
+ *   whole random state: see run.h, "Resume")
  * /config           one string attribute per config key: its resolved text ("0.4", "strided")
  * /<name>           float32[n] arrays (fw_ckpt_put_floats), chunked with a Fletcher-32 checksum
  *                   so a damaged file is an error, not silently wrong numbers

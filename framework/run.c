@@ -371,6 +371,10 @@ static fw_status write_checkpoint(fw_run *r) {
         s = fw_ckpt_put_f64(c, "wall_time", fw_log_wall(r->log));
     if (s == FW_OK)
         s = fw_ckpt_put_str(c, "log_file", fw_log_path(r->log));
+    if (s == FW_OK) /* the whole random state: the seed (in the config) and the iteration */
+        s = fw_ckpt_put_str(c, "rng", "every random stream, episodes included, is a pure "
+                                      "function of (seed, purpose, step, task); the next "
+                                      "meta-iteration is iteration + 1");
     for (int i = 0; i < r->n_items && s == FW_OK; i++) {
         const fw_run_item *it = &r->items[i];
         s = it->adam ? fw_ckpt_put_adam(c, it->name, it->adam)
