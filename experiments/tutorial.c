@@ -22,12 +22,13 @@ static const fw_cfg_key keys[] = {
 static fw_graph *small_net(int ways) {
     fw_graph *g = fw_graph_new();
     int x = fw_input(g, 1, 28, 28);
-    for (int block = 0; block < 2; block++) {
-        x = fw_conv2d(g, x, 32, 3, 1, 1, false);
+    x = fw_leaky_relu(g, fw_batchnorm(g, fw_conv2d(g, x, 32, 3, 1, 1, false)), 0.2f);
+    x = fw_maxpool2(g, x);                    /* 28x28 -> 14x14 */
+    for (int block = 0; block < 2; block++) { /* 14x14 -> 7x7 -> 4x4 */
+        x = fw_conv2d(g, x, 32, 3, 2, 1, false);
         x = fw_leaky_relu(g, fw_batchnorm(g, x), 0.2f);
-        x = fw_maxpool2(g, x);
     }
-    fw_linear(g, fw_flatten(g, x), ways);
+    fw_linear(g, fw_global_avgpool(g, x), ways);
     return g;
 }
 
