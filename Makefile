@@ -45,7 +45,7 @@ RUNS ?=
 NB_ENV = PYDEVD_DISABLE_FILE_VALIDATION=1 RUN_FILE="$(abspath $(RUN))" \
          RUN_FILES="$(abspath $(RUNS))"
 
-.PHONY: all help deps data exp list test clean notebook notebook-strip
+.PHONY: all help deps data exp list test bench clean notebook notebook-strip
 all: $(LIB) $(addprefix $(BUILD)/exp/,$(EXPS))
 
 help:
@@ -54,6 +54,7 @@ help:
 	@echo "make exp NAME=<exp> ARGS=\"k=v\" build and run experiments/<exp>.c"
 	@echo "make list                      list the experiments"
 	@echo "make test                      build and run the Criterion test suite"
+	@echo "make bench                     performance benchmark against PyTorch (about 3 minutes)"
 	@echo "make notebook [RUN=f.h5] [RUNS=\"a.h5 b.h5\"]  run notebooks/ on a run log, HTML in $(BUILD)/notebooks/"
 	@echo "make notebook-strip            clear the notebooks' outputs (do it before committing them)"
 
@@ -112,6 +113,14 @@ notebook:
 
 notebook-strip:
 	$(PYTHON) -m nbconvert --clear-output --inplace notebooks/*.ipynb
+
+# The benchmark (tests/bench/bench.c) and its PyTorch twin; run it on an otherwise idle machine.
+$(BUILD)/bench/bench: $(BUILD)/tests/bench/bench.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+bench: $(BUILD)/bench/bench
+	BENCH_PYTHON=$(PYTHON) ./$(BUILD)/bench/bench
 
 clean:
 	rm -rf $(BUILD)
