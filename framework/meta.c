@@ -106,14 +106,23 @@ fw_status fw_meta_step(fw_meta *m, uint64_t step, const float *theta, float *met
             m->ops->task(m->model, m->workers[t], &m->episodes[t], theta, slot, &outs[task]);
         }
     }
-    /* Serial and in task order: the sum does not depend on which thread ran which task. */
-    fw_vec_zero(meta_grad, P);
-    for (int task = 0; task < m->meta_batch; task++) {
+    for (int task = 0; task < m->meta_batch; task++)
         if (!isfinite(outs[task].loss) || !isfinite(outs[task].g_loss))
             return fw_errorf(FW_ERR_NUMERIC,
                              "iteration %llu: task %d has query loss %g, generator loss %g",
                              (unsigned long long)step, task, outs[task].loss, outs[task].g_loss);
-        fw_vec_axpy(meta_grad, 1.0f / (float)m->meta_batch, m->slots + (size_t)task * P, P);
+    /* The mean over the slots, each parameter summed in task order: the result does not depend
+     * on which thread ran which task, nor on how the parameter range is split below (the
+     * threads share the reduction by disjoint blocks of parameters). */
+    enum { BLOCK = 4096 };
+    long n_blocks = (long)((P + BLOCK - 1) / BLOCK);
+    float inv = 1.0f / (float)m->meta_batch;
+#pragma omp parallel for num_threads(m->n_threads) schedule(static)
+    for (long b = 0; b < n_blocks; b++) {
+        size_t lo = (size_t)b * BLOCK, len = P - lo < BLOCK ? P - lo : BLOCK;
+        fw_vec_zero(meta_grad + lo, len);
+        for (int task = 0; task < m->meta_batch; task++)
+            fw_vec_axpy(meta_grad + lo, inv, m->slots + (size_t)task * P + lo, len);
     }
     if (!fw_vec_all_finite(meta_grad, P))
         return fw_errorf(FW_ERR_NUMERIC, "iteration %llu: the meta-gradient is not finite",
