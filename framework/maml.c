@@ -2,7 +2,6 @@
  * Finite differences of gradients are never used for the Hessian-vector products: they were
  * measured at 29 % error on this very setting (docs/second-order-notes.md). */
 #include "framework/maml.h"
-#include "framework/optim.h"
 #include "framework/params.h"
 
 fw_status fw_maml_state_init(fw_maml_state *s, size_t P, int max_steps, bool second_order) {
@@ -44,13 +43,20 @@ double fw_maml_pass(fw_maml_batch *b, int nb, int ways, const float *th, float *
 void fw_maml_adapt(fw_maml_state *s, fw_maml_batch *b, int nb, int ways, const float *theta,
                    int steps, float lr, bool remember) {
     FW_ASSERT(!remember || steps <= s->max_steps, "%d steps, room for %d", steps, s->max_steps);
-    fw_vec_copy(s->fast, theta, s->P);
+    /* Step k reads theta_k (theta itself for k = 0, so it needs no copy) and writes
+     * theta_{k+1} = theta_k - lr g_k into s->fast in the same pass. */
+    const float *cur = theta;
+    if (steps == 0)
+        fw_vec_copy(s->fast, theta, s->P);
     for (int k = 0; k < steps; k++) {
         if (remember)
-            fw_vec_copy(s->trajectory + (size_t)k * s->P, s->fast, s->P);
+            fw_vec_copy(s->trajectory + (size_t)k * s->P, cur, s->P);
         fw_vec_zero(s->grad, s->P);
-        fw_maml_pass(b, nb, ways, s->fast, s->grad, NULL);
-        fw_sgd_step(s->fast, s->grad, s->P, lr);
+        fw_maml_pass(b, nb, ways, cur, s->grad, NULL);
+#pragma omp simd /* element-wise: the scalar loop's bits */
+        for (size_t i = 0; i < s->P; i++)
+            s->fast[i] = cur[i] - lr * s->grad[i];
+        cur = s->fast;
     }
 }
 
@@ -125,14 +131,16 @@ static void maml_task(const void *model, void *worker, const fw_episode *ep, con
     bool second = grad && !mm->first_order;
     int steps = grad ? mm->inner_steps : mm->test_inner_steps;
     fw_maml_adapt(&w->st, &support, 1, ep->ways, theta, steps, mm->inner_lr, second);
-    fw_vec_zero(w->st.v, w->st.P);
-    out->loss = fw_maml_pass(&query, 1, ep->ways, w->st.fast, grad ? w->st.v : NULL, &correct);
+    /* First order: the query gradient at the fast weights is the meta-gradient, added straight
+     * into grad; second order back-propagates it through the inner steps first. */
+    if (second)
+        fw_vec_zero(w->st.v, w->st.P);
+    out->loss = fw_maml_pass(&query, 1, ep->ways, w->st.fast, second ? w->st.v : grad, &correct);
     out->acc = (double)correct / nq;
     out->g_loss = 0;
-    if (!grad)
+    if (!second)
         return;
-    if (second) /* else first order: the query gradient at the fast weights is the meta-gradient */
-        fw_maml_backprop(&w->st, &support, 1, ep->ways, steps, mm->inner_lr);
+    fw_maml_backprop(&w->st, &support, 1, ep->ways, steps, mm->inner_lr);
     fw_vec_axpy(grad, 1.0f, w->st.v, w->st.P);
 }
 

@@ -4,7 +4,9 @@
 #include <math.h>
 #include <string.h>
 
+/* `omp simd`: element-wise, so vector lanes give the scalar loop's bits (params.c). */
 void fw_sgd_step(float *theta, const float *grad, size_t n, float lr) {
+#pragma omp simd
     for (size_t i = 0; i < n; i++)
         theta[i] -= lr * grad[i];
 }
@@ -32,6 +34,7 @@ void fw_adam_step(fw_adam *o, float *theta, const float *grad) {
     /* Bias corrections in double: beta^t underflows gracefully and stays exact for small t. */
     float c1 = (float)(1.0 - pow(o->beta1, (double)o->t));
     float c2 = (float)(1.0 - pow(o->beta2, (double)o->t));
+#pragma omp simd
     for (size_t i = 0; i < o->n; i++) {
         o->m[i] = o->beta1 * o->m[i] + (1 - o->beta1) * grad[i];
         o->v[i] = o->beta2 * o->v[i] + (1 - o->beta2) * grad[i] * grad[i];
