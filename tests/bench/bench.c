@@ -474,7 +474,9 @@ static int driver(const char *self) {
     }
 
     printf("\nper configuration, on %d threads (all cores):\n", cores);
-    bool met_ratio = true, met_scaling = true, met_roof = true, any = false;
+    /* Each target's verdict per configuration, collected for the lines after the summary. */
+    char t_ratio[512] = "", t_scaling[512] = "", t_roof[512] = "";
+    bool any = false;
     for (int i = 0; i < N_CONFIGS; i++) {
         const bench_cfg *c = &CONFIGS[i];
         if (!selected(c->name))
@@ -482,27 +484,34 @@ static int driver(const char *self) {
         any = true;
         double r1 = m[i].c_rate[0], r2 = m[i].c_rate[1], p2 = m[i].py_rate[1];
         double gf = r2 * m[i].flops / 1e9, scaling = r1 > 0 ? r2 / r1 : 0;
-        double ratio = p2 > 0 ? r2 / p2 : 0;
-        printf("%s: %s | metagan %.2f it/s, %.1f useful GFLOP/s (%.0f%% of sgemm), %.2fx over "
+        double ratio = p2 > 0 ? r2 / p2 : 0, roof = sg.sgemm[1] > 0 ? 100 * gf / sg.sgemm[1] : 0;
+        printf("%s: %s | metagan %.2f it/s, %.1f useful GFLOP/s (%.1f%% of sgemm), %.2fx over "
                "1 thread | PyTorch %.3f it/s | ",
-               c->name, c->title, r2, gf, sg.sgemm[1] > 0 ? 100 * gf / sg.sgemm[1] : 0, scaling, p2);
+               c->name, c->title, r2, gf, roof, scaling, p2);
         if (ratio > 0)
             printf("%.2fx vs PyTorch\n", ratio);
         else
             printf("n/a vs PyTorch\n");
-        met_ratio = met_ratio && ratio >= 5;
-        met_scaling = met_scaling && scaling >= 1.8;
+        size_t n = strlen(t_ratio);
+        snprintf(t_ratio + n, sizeof t_ratio - n, "  %s %.2fx %s", c->name, ratio,
+                 ratio >= 5 ? "met" : "NOT met");
+        n = strlen(t_scaling);
+        snprintf(t_scaling + n, sizeof t_scaling - n, "  %s %.2fx %s", c->name, scaling,
+                 scaling >= 1.8 ? "met" : "NOT met");
+        n = strlen(t_roof);
         if (c->omniglot)
-            met_roof = met_roof && gf >= 0.4 * sg.sgemm[1];
+            snprintf(t_roof + n, sizeof t_roof - n, "  %s %.1f%% %s", c->name, roof,
+                     roof >= 40 ? "met" : "NOT met");
     }
     if (!any) {
         fprintf(stderr, "bench: BENCH_CONFIGS selects no configuration\n");
         return 2;
     }
-    printf("\ntargets: >= 5x PyTorch on every configuration: %s; %d-thread speedup >= 1.8x: %s; "
-           "MAML Omniglot useful GFLOP/s >= 40%% of %d-thread sgemm: %s\n",
-           met_ratio ? "met" : "NOT met", cores, met_scaling ? "met" : "NOT met", cores,
-           met_roof ? "met" : "NOT met");
+    printf("\ntargets (run-to-run variation on this VM is about 5 %%):\n");
+    printf("  metagan >= 5x PyTorch's it/s:%s\n", t_ratio);
+    printf("  %d-thread speedup >= 1.8x:%s\n", cores, t_scaling);
+    if (t_roof[0])
+        printf("  MAML Omniglot useful GFLOP/s >= 40%% of %d-thread sgemm:%s\n", cores, t_roof);
     read_first_line("/proc/loadavg", load, sizeof load, NULL);
     printf("load average at end: %s; bench took %.0f s\n", load, fw_now() - t_start);
     return 0;
