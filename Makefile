@@ -1,7 +1,8 @@
 # metagan: build, run, test.  `make help` lists the targets.
 CC       ?= gcc
 BUILD    ?= build
-DATA_MIRROR ?= ../shared/datasets
+# The local dataset mirror: ../shared/datasets beside the checkout, else the workplace's copy.
+DATA_MIRROR ?= $(firstword $(wildcard ../shared/datasets /work/shared/datasets) ../shared/datasets)
 PYTHON   ?= /usr/bin/python3
 
 HDF5_CFLAGS := $(shell pkg-config --cflags hdf5-serial 2>/dev/null)
@@ -100,7 +101,7 @@ $(BUILD)/tests/run: $(TEST_OBJ) $(LIB) $(addprefix $(BUILD)/exp/,$(EXPS))
 
 # Each test runs in its own process; 2 jobs keep jobs x threads near the core count.
 test: $(BUILD)/tests/run
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/tests/run --jobs $${JOBS:-2} $(TESTARGS)
+	DATA_MIRROR="$(DATA_MIRROR)" OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} ./$(BUILD)/tests/run --jobs $${JOBS:-2} $(TESTARGS)
 
 notebook:
 	@test -e "$(RUN)" || { echo "no run log $(RUN); run an experiment first, e.g." \
