@@ -180,53 +180,68 @@ static void model_free(model *m) {
         fw_graph_free(m->g);
 }
 
-/* Meta-iterations per second with n_threads task threads: 1 warm-up iteration (2 if it took
- * under seconds/6), then three windows of at least seconds/3 (and 1 iteration) each; the median
- * window. */
-static double time_iterations(const model *m, const fw_sampler *tr, int n_threads, double seconds,
-                              uint64_t *step) {
-    const bench_cfg *c = m->c;
+/* One thread count's meta-learning state: the runner, parameters, gradient, Adam. */
+typedef struct runner {
+    const model *m;
+    int threads;
     fw_meta *meta;
-    FW_CHECK(fw_meta_new(&meta, c->gan ? &metagan_ops : &fw_maml_ops,
-                         c->gan ? (const void *)&m->mg : (const void *)&m->maml, m->P,
-                         c->meta_batch, n_threads, tr));
-    float *theta = fw_alloc(m->P * sizeof(float)), *grad = fw_alloc(m->P * sizeof(float));
-    fw_task_out *outs = calloc((size_t)c->meta_batch, sizeof *outs);
-    FW_ASSERT(theta && grad && outs, "out of memory");
-    if (c->gan)
-        metagan_init_params(&m->mg, theta, 1);
-    else
-        fw_graph_init_params(m->g, theta, 1);
+    float *theta, *grad;
+    fw_task_out *outs;
     fw_adam ad, ag;
-    FW_CHECK(fw_adam_init(&ad, m->nd, 1e-3f, 0.9f, 0.999f));
-    FW_CHECK(fw_adam_init(&ag, m->P - m->nd > 0 ? m->P - m->nd : 1, 1e-3f, 0.5f, 0.999f));
-    double rates[3], t_loop = fw_now();
-    for (int w = -1; w < 3; w++) {
-        int n = 0;
-        double t0 = fw_now(), t;
-        do {
-            FW_CHECK(fw_meta_step(meta, ++*step, theta, grad, outs));
-            fw_adam_step(&ad, theta, grad);
-            if (c->gan)
-                fw_adam_step(&ag, theta + m->nd, grad + m->nd);
-            n++;
-            t = fw_now() - t0;
-        } while (w < 0 ? n < 2 && t < seconds / 6 : t < seconds / 3);
-        if (w >= 0)
-            rates[w] = n / t;
-    }
-    printf("loop %s %d %.4f\n", c->name, n_threads, fw_now() - t_loop); /* for profile.sh */
-    qsort(rates, 3, sizeof rates[0], cmp_double);
-    fw_adam_free(&ag);
-    fw_adam_free(&ad);
-    free(outs);
-    fw_free(grad);
-    fw_free(theta);
-    fw_meta_free(meta);
-    return rates[1];
+    double busy;     /* seconds spent in meta-iterations, warm-up included (for profile.sh) */
+} runner;
+
+static void runner_new(runner *r, const model *m, const fw_sampler *tr, int threads) {
+    const bench_cfg *c = m->c;
+    *r = (runner){.m = m, .threads = threads};
+    FW_CHECK(fw_meta_new(&r->meta, c->gan ? &metagan_ops : &fw_maml_ops,
+                         c->gan ? (const void *)&m->mg : (const void *)&m->maml, m->P,
+                         c->meta_batch, threads, tr));
+    r->theta = fw_alloc(m->P * sizeof(float));
+    r->grad = fw_alloc(m->P * sizeof(float));
+    r->outs = calloc((size_t)c->meta_batch, sizeof *r->outs);
+    FW_ASSERT(r->theta && r->grad && r->outs, "out of memory");
+    if (c->gan)
+        metagan_init_params(&m->mg, r->theta, 1);
+    else
+        fw_graph_init_params(m->g, r->theta, 1);
+    FW_CHECK(fw_adam_init(&r->ad, m->nd, 1e-3f, 0.9f, 0.999f));
+    FW_CHECK(fw_adam_init(&r->ag, m->P - m->nd > 0 ? m->P - m->nd : 1, 1e-3f, 0.5f, 0.999f));
 }
 
-/* only_threads > 0: measure with that many task threads only (for profiling). */
+static void runner_free(runner *r) {
+    fw_adam_free(&r->ag);
+    fw_adam_free(&r->ad);
+    free(r->outs);
+    fw_free(r->grad);
+    fw_free(r->theta);
+    fw_meta_free(r->meta);
+}
+
+/* Runs meta-iterations (fw_meta_step and the Adam update(s), as the experiments do) until
+ * min_seconds have passed and at least one ran, or (max_iters > 0) max_iters ran; returns the
+ * iterations per second. */
+static double runner_window(runner *r, double min_seconds, int max_iters, uint64_t *step) {
+    const model *m = r->m;
+    int n = 0;
+    double t0 = fw_now(), t;
+    do {
+        FW_CHECK(fw_meta_step(r->meta, ++*step, r->theta, r->grad, r->outs));
+        fw_adam_step(&r->ad, r->theta, r->grad);
+        if (m->c->gan)
+            fw_adam_step(&r->ag, r->theta + m->nd, r->grad + m->nd);
+        n++;
+        t = fw_now() - t0;
+    } while (max_iters > 0 ? n < max_iters && t < min_seconds : t < min_seconds);
+    r->busy += t;
+    return n / t;
+}
+
+/* only_threads > 0: measure with that many task threads only (for profiling).
+ * Timing: for each thread count, 1 warm-up iteration (2 if it took under seconds/6); then three
+ * rounds, each a window of at least seconds/3 (and 1 iteration) per thread count, the thread
+ * counts taking turns so that a change in the machine's state hits them alike; the median
+ * window of each. */
 static int child_run(const char *name, double seconds, int only_threads) {
     const bench_cfg *c = find_config(name);
     if (!c) {
@@ -253,14 +268,23 @@ static int child_run(const char *name, double seconds, int only_threads) {
     printf("flops %s %.6e\n", c->name, flops);
     printf("params %s %zu\n", c->name, m.P);
     fflush(stdout);
-    int cores = omp_get_num_procs();
+    int cores = omp_get_num_procs(), counts[2] = {1, cores}, nr = 0;
+    runner rs[2];
+    for (int i = 0; i < (cores > 1 ? 2 : 1); i++)
+        if (only_threads <= 0 || counts[i] == only_threads)
+            runner_new(&rs[nr++], &m, &tr, counts[i]);
     uint64_t step = 0;
-    for (int t = 1; t <= cores; t = t < cores ? cores : cores + 1) {
-        if (only_threads > 0 && t != only_threads)
-            continue;
-        double rate = time_iterations(&m, &tr, t, seconds, &step);
-        printf("result %s %d %.4f\n", c->name, t, rate);
-        fflush(stdout);
+    for (int i = 0; i < nr; i++)
+        runner_window(&rs[i], seconds / 6, 2, &step);
+    double rates[2][3];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < nr; i++)
+            rates[i][round] = runner_window(&rs[i], seconds / 3, 0, &step);
+    for (int i = 0; i < nr; i++) {
+        qsort(rates[i], 3, sizeof rates[i][0], cmp_double);
+        printf("loop %s %d %.4f\n", c->name, rs[i].threads, rs[i].busy); /* for profile.sh */
+        printf("result %s %d %.4f\n", c->name, rs[i].threads, rates[i][1]);
+        runner_free(&rs[i]);
     }
     printf("rss %s %ld\n", c->name, peak_rss_kb());
     model_free(&m);
@@ -421,8 +445,9 @@ static int driver(const char *self) {
     printf("metagan bench: %s, %d cores; oneDNN %d.%d.%d\n", cpu[0] ? cpu : "unknown CPU", cores,
            ver->major, ver->minor, ver->patch);
     printf("load average at start (1, 5, 15 min, runnable/total, last pid): %s\n", load);
-    printf("timing: 1-2 warm-up meta-iterations, then the median of 3 windows of >= %.1f s; "
-           "metagan and PyTorch alike\n\n", seconds / 3);
+    printf("timing: 1-2 warm-up meta-iterations, then 3 rounds of one window of >= %.1f s per "
+           "thread count, taking turns; the median window; metagan and PyTorch alike\n\n",
+           seconds / 3);
 
     parse_ctx sg = {.cores = cores};
     measured dummy = {0};

@@ -191,24 +191,30 @@ def metagan_iteration(c, pd, pe, pg, opt_d, opt_g, tasks):
     opt_g.step()
 
 
-def timed(step, seconds):
-    """1 warm-up iteration (2 if it took under seconds/6), then the median of 3 windows of at
-    least seconds/3 and 1 iteration each: as bench.c."""
-    t0 = time.perf_counter()
-    step()
-    if time.perf_counter() - t0 < seconds / 6:
+def window(step, min_seconds, max_iters=0):
+    """Meta-iterations until min_seconds have passed and at least one ran (or max_iters ran);
+    returns iterations per second."""
+    n, t0 = 0, time.perf_counter()
+    while True:
         step()
-    rates = []
+        n += 1
+        t = time.perf_counter() - t0
+        if t >= min_seconds or (max_iters and n >= max_iters):
+            return n / t
+
+
+def timed(step, seconds, threads):
+    """As bench.c: per thread count 1 warm-up iteration (2 if it took under seconds/6), then 3
+    rounds of one window of at least seconds/3 per thread count, taking turns; the median."""
+    for t in threads:
+        torch.set_num_threads(t)
+        window(step, seconds / 6, 2)
+    rates = {t: [] for t in threads}
     for _ in range(3):
-        n, t0 = 0, time.perf_counter()
-        while True:
-            step()
-            n += 1
-            t = time.perf_counter() - t0
-            if t >= seconds / 3:
-                break
-        rates.append(n / t)
-    return sorted(rates)[1]
+        for t in threads:
+            torch.set_num_threads(t)
+            rates[t].append(window(step, seconds / 3))
+    return {t: sorted(r)[1] for t, r in rates.items()}
 
 
 def main():
@@ -230,9 +236,7 @@ def main():
 
         def step():
             maml_iteration(c, pd, opt, tasks)
-    for t in c["threads"]:
-        torch.set_num_threads(t)
-        rate = timed(step, c["seconds"])
+    for t, rate in timed(step, c["seconds"], c["threads"]).items():
         print("result %s %d %.4f" % (c["name"], t, rate), flush=True)
     print("rss %s %d" % (c["name"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss), flush=True)
 
