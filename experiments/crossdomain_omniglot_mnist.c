@@ -11,7 +11,8 @@
  * test characters; all: none).
  * Both datasets have ink = 255 on a 0 background, 28x28.
  * Run:  make exp NAME=crossdomain_omniglot_mnist ARGS="iters=2000"
- * Log:  runs/crossdomain_omniglot_mnist/<UTC time>-s<seed>.h5 */
+ * Log:  runs/crossdomain_omniglot_mnist/<UTC time>-s<seed>.h5, checkpoint next to it (.ckpt.h5);
+ *       Ctrl-C stops after the current iteration, resume=<checkpoint> continues. */
 #include "framework/fw.h"
 #include "models/metagan.h"
 #include "datasets/mnist.h"
@@ -42,8 +43,10 @@ static const fw_cfg_key keys[] = {
     {"threads", FW_CFG_INT, "0", 0, 256, NULL, "task threads (0: all cores)"},
     {"omniglot", FW_CFG_STR, "datasets/data/omniglot", 0, 0, NULL, "folder with Omniglot"},
     {"mnist", FW_CFG_STR, "datasets/data/mnist", 0, 0, NULL, "folder with the MNIST IDX files"},
-    {"runs", FW_CFG_STR, "runs", 0, 0, NULL, "folder for run logs"},
+    FW_RUN_KEYS("500"),
 };
+/* What a resumed run may change: nothing its training depends on. */
+static const char *const resumable = "iters threads omniglot mnist eval_episodes";
 #define I(key) ((int)fw_cfg_int(&cfg, key))
 #define F(key) ((float)fw_cfg_float(&cfg, key))
 
@@ -67,31 +70,40 @@ static void pick_chars(const omniglot *o, const char *which, int *train, int *n_
 }
 
 /* Mean accuracy ± CI of the meta-learner and of pixel 1-NN on n episodes of s; logged. */
-static void evaluate(fw_meta *meta, fw_log *log, const char *name, const fw_sampler *s, int n,
-                     int step, const float *theta) {
+static fw_status evaluate(fw_meta *meta, fw_log *log, const char *name, const fw_sampler *s,
+                          int n, int step, const float *theta) {
     float *acc = calloc((size_t)n, sizeof *acc);
-    FW_ASSERT(acc, "out of memory");
+    if (!acc)
+        return fw_errorf(FW_ERR_NOMEM, "out of memory");
     double mean, ci, nn_mean, nn_ci;
     char key[64];
-    FW_CHECK(fw_meta_eval(meta, s, n, theta, acc));
-    fw_mean_ci95(acc, n, &mean, &ci);
-    snprintf(key, sizeof key, "test/%s/acc", name);
-    FW_CHECK(fw_log_eval(log, key, step, acc, n, mean, ci));
-    fw_nearest_neighbour_eval(s, n, acc);
-    fw_mean_ci95(acc, n, &nn_mean, &nn_ci);
-    snprintf(key, sizeof key, "test/%s/nn_acc", name);
-    FW_CHECK(fw_log_eval(log, key, step, acc, n, nn_mean, nn_ci));
-    printf("%-28s %d-way %d-shot: %.2f%% ± %.2f%%   (pixel 1-NN, same episodes: %.2f%% ± %.2f%%)\n",
-           name, s->ways, s->shots, 100 * mean, 100 * ci, 100 * nn_mean, 100 * nn_ci);
+    fw_status st = fw_meta_eval(meta, s, n, theta, acc);
+    if (st == FW_OK) {
+        fw_mean_ci95(acc, n, &mean, &ci);
+        snprintf(key, sizeof key, "test/%s/acc", name);
+        st = fw_log_eval(log, key, step, acc, n, mean, ci);
+    }
+    if (st == FW_OK) {
+        fw_nearest_neighbour_eval(s, n, acc);
+        fw_mean_ci95(acc, n, &nn_mean, &nn_ci);
+        snprintf(key, sizeof key, "test/%s/nn_acc", name);
+        st = fw_log_eval(log, key, step, acc, n, nn_mean, nn_ci);
+    }
+    if (st == FW_OK)
+        printf("%-28s %d-way %d-shot: %.2f%% ± %.2f%%   (pixel 1-NN, same episodes: %.2f%% ± "
+               "%.2f%%)\n", name, s->ways, s->shots, 100 * mean, 100 * ci, 100 * nn_mean,
+               100 * nn_ci);
     free(acc);
+    return st;
 }
 
 int main(int argc, char **argv) {
     fw_config cfg;
-    if (fw_config_parse(&cfg, keys, (int)FW_COUNTOF(keys), argc, argv) != FW_OK) {
-        fprintf(stderr, "crossdomain_omniglot_mnist: %s\n", fw_last_error());
-        return 2;
-    }
+    fw_run run;
+    int rc = fw_run_init(&run, &cfg, "crossdomain_omniglot_mnist", keys, (int)FW_COUNTOF(keys),
+                         argc, argv, resumable);
+    if (rc != 0)
+        return rc;
     printf("crossdomain_omniglot_mnist, resolved config:\n");
     fw_config_print(&cfg, stdout);
     int iters = I("iters"), episodes = I("eval_episodes"), mb = I("meta_batch");
@@ -99,16 +111,17 @@ int main(int argc, char **argv) {
 
     double t0 = fw_now();
     omniglot og;
-    fw_dataset train, held = {0}, digits;
-    FW_CHECK(omniglot_load(fw_cfg_str(&cfg, "omniglot"), 28, &og));
+    fw_dataset train = {0}, held = {0}, digits = {0};
+    FW_RUN_CHECK(&run, omniglot_load(fw_cfg_str(&cfg, "omniglot"), 28, &og));
     static int train_chars[OMNIGLOT_CHARS], held_chars[OMNIGLOT_CHARS];
     int n_train, n_held;
     pick_chars(&og, fw_cfg_str(&cfg, "train_chars"), train_chars, &n_train, held_chars, &n_held);
-    FW_CHECK(omniglot_dataset_chars(&og, train_chars, n_train, 4, &train));
-    if (n_held > 0)
-        FW_CHECK(omniglot_dataset_chars(&og, held_chars, n_held, 1, &held));
+    fw_status st = omniglot_dataset_chars(&og, train_chars, n_train, 4, &train);
+    if (st == FW_OK && n_held > 0)
+        st = omniglot_dataset_chars(&og, held_chars, n_held, 1, &held);
     omniglot_free(&og);
-    FW_CHECK(mnist_load(fw_cfg_str(&cfg, "mnist"), false, &digits));
+    FW_RUN_CHECK(&run, st);
+    FW_RUN_CHECK(&run, mnist_load(fw_cfg_str(&cfg, "mnist"), false, &digits));
     printf("meta-train: %d Omniglot characters x 4 rotations; meta-test: MNIST test digits "
            "(%d classes, %d images); loaded in %.1f s\n",
            n_train, digits.n_classes, digits.n_images, fw_now() - t0);
@@ -134,52 +147,52 @@ int main(int argc, char **argv) {
     FW_ASSERT(theta && grad && outs, "out of memory");
     metagan_init_params(&mg, theta, seed);
     fw_meta *meta;
-    FW_CHECK(fw_meta_new(&meta, &metagan_ops, &mg, mg.n_params, mb, I("threads"), &tr));
+    FW_RUN_CHECK(&run, fw_meta_new(&meta, &metagan_ops, &mg, mg.n_params, mb, I("threads"), &tr));
     fw_adam adam_d, adam_g;
-    FW_CHECK(fw_adam_init(&adam_d, mg.nd, F("meta_lr"), 0.9f, 0.999f));
-    FW_CHECK(fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
-    fw_log *log;
-    FW_CHECK(fw_log_open(&log, fw_cfg_str(&cfg, "runs"), "crossdomain_omniglot_mnist", &cfg, seed));
-    /* SWMR logs: every series is declared before the log starts (framework/log.h) */
-    FW_CHECK(fw_log_add_scalar(log, "train/loss"));
-    FW_CHECK(fw_log_add_scalar(log, "train/acc"));
-    FW_CHECK(fw_log_add_eval(log, "test/mnist/acc", episodes));
-    FW_CHECK(fw_log_add_eval(log, "test/mnist/nn_acc", episodes));
-    if (n_held > 0) {
-        FW_CHECK(fw_log_add_eval(log, "test/omniglot_held_out/acc", episodes));
-        FW_CHECK(fw_log_add_eval(log, "test/omniglot_held_out/nn_acc", episodes));
-    }
-    FW_CHECK(fw_log_start(log));
+    FW_RUN_CHECK(&run, fw_adam_init(&adam_d, mg.nd, F("meta_lr"), 0.9f, 0.999f));
+    FW_RUN_CHECK(&run, fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
     printf("%s on strided conv4: %zu parameters in D; %s MAML; %d task threads\n",
            mc.gan ? "MetaGAN" : "MAML", mg.nd, mc.first_order ? "first-order" : "second-order",
            fw_meta_threads(meta));
 
-    fw_progress prog;
-    fw_progress_start(&prog, 1, iters, 10.0, stdout);
-    for (int it = 1; it <= iters; it++) {
-        if (fw_meta_step(meta, (uint64_t)it, theta, grad, outs) != FW_OK) {
-            fprintf(stderr, "crossdomain_omniglot_mnist: %s; stopping\n", fw_last_error());
-            fw_log_close(log, "failed: non-finite loss or gradient");
-            return 1;
-        }
+    fw_run_keep_floats(&run, "theta", theta, mg.n_params);
+    fw_run_keep_adam(&run, "adam_d", &adam_d);
+    fw_run_keep_adam(&run, "adam_g", &adam_g);
+    FW_RUN_CHECK(&run, fw_run_open(&run, iters, fw_meta_threads(meta)));
+    fw_log *log = run.log;
+    FW_RUN_CHECK(&run, fw_log_add_scalar(log, "train/loss"));
+    FW_RUN_CHECK(&run, fw_log_add_scalar(log, "train/acc"));
+    FW_RUN_CHECK(&run, fw_log_add_eval(log, "test/mnist/acc", episodes));
+    FW_RUN_CHECK(&run, fw_log_add_eval(log, "test/mnist/nn_acc", episodes));
+    if (n_held > 0) {
+        FW_RUN_CHECK(&run, fw_log_add_eval(log, "test/omniglot_held_out/acc", episodes));
+        FW_RUN_CHECK(&run, fw_log_add_eval(log, "test/omniglot_held_out/nn_acc", episodes));
+    }
+    FW_RUN_CHECK(&run, fw_run_start(&run));
+
+    for (int it = (int)run.first_iter; it <= iters && !fw_run_stopping(&run); it++) {
+        FW_RUN_CHECK(&run, fw_meta_step(meta, (uint64_t)it, theta, grad, outs));
         fw_adam_step(&adam_d, theta, grad);
         if (mc.gan)
             fw_adam_step(&adam_g, theta + mg.nd, grad + mg.nd);
         fw_task_out mean = fw_task_mean(outs, mb);
-        FW_CHECK(fw_log_scalar(log, "train/loss", it, mean.loss));
-        FW_CHECK(fw_log_scalar(log, "train/acc", it, mean.acc));
-        fw_progress_update(&prog, it, mean.loss, mean.acc);
+        FW_RUN_CHECK(&run, fw_log_scalar(log, "train/loss", it, mean.loss));
+        FW_RUN_CHECK(&run, fw_log_scalar(log, "train/acc", it, mean.acc));
+        FW_RUN_CHECK(&run, fw_run_iter_done(&run, it, mean.loss, mean.acc));
     }
-    fw_progress_end(&prog);
-    double train_seconds = fw_now() - prog.start;
-    printf("meta-training took %.1f s (%.2f it/s)\n", train_seconds, iters / train_seconds);
-    evaluate(meta, log, "mnist", &te_mnist, episodes, iters, theta);
-    if (n_held > 0)
-        evaluate(meta, log, "omniglot_held_out", &te_omni, episodes, iters, theta);
-    printf("reference (Koch et al. 2015, MNIST 10-way 1-shot): siamese nets 70.3%%, 1-NN 26.5%%\n");
-    printf("total wall time %.1f s\nlog: %s\n", fw_now() - t0, fw_log_path(log));
+    if (!fw_run_stopping(&run)) {
+        double train_seconds = fw_run_seconds(&run);
+        printf("meta-training took %.1f s (%.2f it/s)\n", train_seconds,
+               (iters - run.first_iter + 1) / train_seconds);
+        FW_RUN_CHECK(&run, evaluate(meta, log, "mnist", &te_mnist, episodes, iters, theta));
+        if (n_held > 0)
+            FW_RUN_CHECK(&run, evaluate(meta, log, "omniglot_held_out", &te_omni, episodes, iters,
+                                        theta));
+        printf("reference (Koch et al. 2015, MNIST 10-way 1-shot): siamese nets 70.3%%, "
+               "1-NN 26.5%%\ntotal wall time %.1f s\n", fw_now() - t0);
+    }
+    rc = fw_run_finish(&run);
 
-    FW_CHECK(fw_log_close(log, "finished"));
     free(outs);
     fw_adam_free(&adam_g);
     fw_adam_free(&adam_d);
@@ -187,10 +200,9 @@ int main(int argc, char **argv) {
     fw_free(grad);
     fw_free(theta);
     metagan_free(&mg);
-    if (n_held > 0)
-        fw_dataset_free(&held);
+    fw_dataset_free(&held);
     fw_dataset_free(&digits);
     fw_dataset_free(&train);
     fw_config_free(&cfg);
-    return 0;
+    return rc;
 }

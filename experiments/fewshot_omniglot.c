@@ -7,9 +7,11 @@
  *     20-way: inner lr 0.1, 5 inner steps, meta-batch 16 (the protocol keys below default to
  *     these values for the chosen ways: the 5-way ones below 20 ways);
  *   - Adam 1e-3, second-order meta-gradient unless first_order=1; 600 test episodes.
- * The paper trains 60,000 iterations: iters=60000 (hours on 2 cores; see the README).
+ * The paper trains 60,000 iterations: iters=60000 (hours on 2 cores; see the README). A run
+ * writes checkpoints; Ctrl-C stops after the current iteration, resume=<checkpoint> continues.
  * Run:  make exp NAME=fewshot_omniglot ARGS="gan=0 shots=1 iters=2000"
- * Log:  runs/fewshot_omniglot/<UTC time>-s<seed>.h5 (schema in framework/log.h) */
+ * Log:  runs/fewshot_omniglot/<UTC time>-s<seed>.h5 (schema in framework/log.h), checkpoint
+ *       next to it (.ckpt.h5) */
 #include "framework/fw.h"
 #include "models/metagan.h"
 #include "datasets/omniglot.h"
@@ -43,17 +45,20 @@ static const fw_cfg_key keys[] = {
     {"arch", FW_CFG_CHOICE, "strided", 0, 0, "strided|pool", "conv4 variant"},
     {"threads", FW_CFG_INT, "0", 0, 256, NULL, "task threads (0: all cores)"},
     {"data", FW_CFG_STR, "datasets/data/omniglot", 0, 0, NULL, "folder with the Omniglot files"},
-    {"runs", FW_CFG_STR, "runs", 0, 0, NULL, "folder for run logs"},
+    FW_RUN_KEYS("500"),
 };
+/* What a resumed run may change: nothing its training depends on. */
+static const char *const resumable = "iters threads data eval_episodes sample_every";
 #define I(key) ((int)fw_cfg_int(&cfg, key))
 #define F(key) ((float)fw_cfg_float(&cfg, key))
 
 int main(int argc, char **argv) {
     fw_config cfg;
-    if (fw_config_parse(&cfg, keys, (int)FW_COUNTOF(keys), argc, argv) != FW_OK) {
-        fprintf(stderr, "fewshot_omniglot: %s\n", fw_last_error());
-        return 2;
-    }
+    fw_run run;
+    int rc = fw_run_init(&run, &cfg, "fewshot_omniglot", keys, (int)FW_COUNTOF(keys), argc, argv,
+                         resumable);
+    if (rc != 0)
+        return rc;
     /* The protocol's values for this many ways, where a key was left at 0 (or -1). */
     bool twenty = I("ways") >= 20;
     int shots = I("shots"), query = I("query") ? I("query") : shots;
@@ -66,6 +71,7 @@ int main(int argc, char **argv) {
     if (shots + query > OMNIGLOT_DRAWINGS) {
         fprintf(stderr, "fewshot_omniglot: shots + query = %d, but a character has only %d "
                         "drawings (key shots or query)\n", shots + query, OMNIGLOT_DRAWINGS);
+        fw_config_free(&cfg);
         return 2;
     }
     printf("fewshot_omniglot, resolved config:\n");
@@ -77,10 +83,11 @@ int main(int argc, char **argv) {
     const char *dir = fw_cfg_str(&cfg, "data");
     omniglot og;
     fw_dataset train, test;
-    FW_CHECK(omniglot_load(dir, 28, &og));
-    FW_CHECK(omniglot_split(&og, dir, fw_cfg_str(&cfg, "split"), (uint64_t)I("split_seed"),
-                            I("test_rotations"), &train, &test));
+    FW_RUN_CHECK(&run, omniglot_load(dir, 28, &og));
+    fw_status st = omniglot_split(&og, dir, fw_cfg_str(&cfg, "split"), (uint64_t)I("split_seed"),
+                                  I("test_rotations"), &train, &test);
     omniglot_free(&og);
+    FW_RUN_CHECK(&run, st);
     printf("Omniglot (%s split): %d training classes, %d test classes, loaded in %.1f s\n",
            fw_cfg_str(&cfg, "split"), train.n_classes, test.n_classes, fw_now() - t0);
     fw_sampler tr = {&train, I("ways"), shots, query, seed, FW_RNG_TRAIN_TASK, 0}, te = tr;
@@ -100,76 +107,75 @@ int main(int argc, char **argv) {
     FW_ASSERT(theta && grad, "out of memory");
     metagan_init_params(&mg, theta, seed);
     fw_meta *meta;
-    FW_CHECK(fw_meta_new(&meta, &metagan_ops, &mg, mg.n_params, mb, I("threads"), &tr));
+    FW_RUN_CHECK(&run, fw_meta_new(&meta, &metagan_ops, &mg, mg.n_params, mb, I("threads"), &tr));
     fw_adam adam_d, adam_g; /* separate states: D, and G with its encoder */
-    FW_CHECK(fw_adam_init(&adam_d, mg.nd, F("meta_lr"), 0.9f, 0.999f));
-    FW_CHECK(fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
-    fw_log *log;
-    FW_CHECK(fw_log_open(&log, fw_cfg_str(&cfg, "runs"), "fewshot_omniglot", &cfg, seed));
-    /* SWMR logs: every series is declared before the log starts (framework/log.h) */
-    FW_CHECK(fw_log_add_scalar(log, "train/loss"));
-    FW_CHECK(fw_log_add_scalar(log, "train/acc"));
-    if (mc.gan) {
-        FW_CHECK(fw_log_add_scalar(log, "train/g_loss"));
-        FW_CHECK(fw_log_add_images(log, "generator", 25, 28, 28, 5));
-    }
-    FW_CHECK(fw_log_add_eval(log, "test/acc", episodes));
-    FW_CHECK(fw_log_add_eval(log, "test/nn_acc", episodes));
-    FW_CHECK(fw_log_start(log));
+    FW_RUN_CHECK(&run, fw_adam_init(&adam_d, mg.nd, F("meta_lr"), 0.9f, 0.999f));
+    FW_RUN_CHECK(&run, fw_adam_init(&adam_g, mg.ne + mg.ng, F("g_lr"), 0.5f, 0.999f));
     printf("%s on conv4 (%s): D %zu, E %zu, G %zu parameters; %s MAML; %d task threads\n",
            mc.gan ? "MetaGAN" : "MAML", fw_cfg_str(&cfg, "arch"), mg.nd, mg.ne, mg.ng,
            mc.first_order ? "first-order" : "second-order", fw_meta_threads(meta));
 
+    /* A checkpoint holds theta = [D | E | G] and both Adam states; episodes and noise are pure
+     * functions of (seed, iteration), so nothing else is needed to resume bit for bit. */
+    fw_run_keep_floats(&run, "theta", theta, mg.n_params);
+    fw_run_keep_adam(&run, "adam_d", &adam_d);
+    fw_run_keep_adam(&run, "adam_g", &adam_g);
+    FW_RUN_CHECK(&run, fw_run_open(&run, iters, fw_meta_threads(meta)));
+    fw_log *log = run.log;
+    FW_RUN_CHECK(&run, fw_log_add_scalar(log, "train/loss"));
+    FW_RUN_CHECK(&run, fw_log_add_scalar(log, "train/acc"));
+    if (mc.gan) {
+        FW_RUN_CHECK(&run, fw_log_add_scalar(log, "train/g_loss"));
+        FW_RUN_CHECK(&run, fw_log_add_images(log, "generator", 25, 28, 28, 5));
+    }
+    FW_RUN_CHECK(&run, fw_log_add_eval(log, "test/acc", episodes));
+    FW_RUN_CHECK(&run, fw_log_add_eval(log, "test/nn_acc", episodes));
+    FW_RUN_CHECK(&run, fw_run_start(&run));
+
     fw_episode shown; /* a fixed test task and fixed noise for the logged samples */
-    FW_CHECK(fw_episode_init(&shown, &te));
+    FW_RUN_CHECK(&run, fw_episode_init(&shown, &te));
     fw_sample(&te, 0, 0, &shown);
     float *samples = fw_alloc(25 * 28 * 28 * sizeof(float));
     fw_task_out *outs = calloc((size_t)mb, sizeof *outs);
     FW_ASSERT(samples && outs, "out of memory");
-    fw_progress prog;
-    fw_progress_start(&prog, 1, iters, 10.0, stdout);
-    for (int it = 1; it <= iters; it++) {
-        if (fw_meta_step(meta, (uint64_t)it, theta, grad, outs) != FW_OK) {
-            fprintf(stderr, "fewshot_omniglot: %s; stopping (parameters not updated)\n",
-                    fw_last_error());
-            fw_log_close(log, "failed: non-finite loss or gradient");
-            return 1;
-        }
+    for (int it = (int)run.first_iter; it <= iters && !fw_run_stopping(&run); it++) {
+        FW_RUN_CHECK(&run, fw_meta_step(meta, (uint64_t)it, theta, grad, outs));
         fw_adam_step(&adam_d, theta, grad);
         if (mc.gan)
             fw_adam_step(&adam_g, theta + mg.nd, grad + mg.nd);
         fw_task_out mean = fw_task_mean(outs, mb);
-        FW_CHECK(fw_log_scalar(log, "train/loss", it, mean.loss));
-        FW_CHECK(fw_log_scalar(log, "train/acc", it, mean.acc));
+        FW_RUN_CHECK(&run, fw_log_scalar(log, "train/loss", it, mean.loss));
+        FW_RUN_CHECK(&run, fw_log_scalar(log, "train/acc", it, mean.acc));
         if (mc.gan)
-            FW_CHECK(fw_log_scalar(log, "train/g_loss", it, mean.g_loss));
-        fw_progress_update(&prog, it, mean.loss, mean.acc);
+            FW_RUN_CHECK(&run, fw_log_scalar(log, "train/g_loss", it, mean.g_loss));
         if (mc.gan && (it % I("sample_every") == 0 || it == iters)) {
-            FW_CHECK(metagan_samples(&mg, theta, &shown, 25, seed, samples));
-            FW_CHECK(fw_log_images(log, "generator", it, samples));
+            FW_RUN_CHECK(&run, metagan_samples(&mg, theta, &shown, 25, seed, samples));
+            FW_RUN_CHECK(&run, fw_log_images(log, "generator", it, samples));
         }
+        FW_RUN_CHECK(&run, fw_run_iter_done(&run, it, mean.loss, mean.acc));
     }
-    fw_progress_end(&prog);
-    double train_seconds = fw_now() - prog.start, mean, ci;
-    float *acc = calloc((size_t)episodes, sizeof *acc);
-    FW_ASSERT(acc, "out of memory");
-    double t_eval = fw_now();
-    FW_CHECK(fw_meta_eval(meta, &te, episodes, theta, acc));
-    fw_mean_ci95(acc, episodes, &mean, &ci);
-    FW_CHECK(fw_log_eval(log, "test/acc", iters, acc, episodes, mean, ci));
-    printf("meta-training took %.1f s (%.2f it/s); evaluation %.1f s\n", train_seconds,
-           iters / train_seconds, fw_now() - t_eval);
-    printf("test accuracy: %.2f%% ± %.2f%% (%d episodes, %d-way %d-shot, %d test steps)\n",
-           100 * mean, 100 * ci, episodes, tr.ways, shots, test_steps);
-    fw_nearest_neighbour_eval(&te, episodes, acc);
-    fw_mean_ci95(acc, episodes, &mean, &ci);
-    FW_CHECK(fw_log_eval(log, "test/nn_acc", iters, acc, episodes, mean, ci));
-    printf("nearest-neighbour baseline (same episodes): %.2f%% ± %.2f%%\n", 100 * mean, 100 * ci);
-    printf("total wall time %.1f s\n", fw_now() - t0);
-    printf("log: %s\n", fw_log_path(log));
+    if (!fw_run_stopping(&run)) {
+        double train_seconds = fw_run_seconds(&run), mean, ci, t_eval = fw_now();
+        long done = iters - run.first_iter + 1;
+        float *acc = calloc((size_t)episodes, sizeof *acc);
+        FW_ASSERT(acc, "out of memory");
+        FW_RUN_CHECK(&run, fw_meta_eval(meta, &te, episodes, theta, acc));
+        fw_mean_ci95(acc, episodes, &mean, &ci);
+        FW_RUN_CHECK(&run, fw_log_eval(log, "test/acc", iters, acc, episodes, mean, ci));
+        printf("meta-training took %.1f s (%.2f it/s); evaluation %.1f s\n", train_seconds,
+               done / train_seconds, fw_now() - t_eval);
+        printf("test accuracy: %.2f%% ± %.2f%% (%d episodes, %d-way %d-shot, %d test steps)\n",
+               100 * mean, 100 * ci, episodes, tr.ways, shots, test_steps);
+        fw_nearest_neighbour_eval(&te, episodes, acc);
+        fw_mean_ci95(acc, episodes, &mean, &ci);
+        FW_RUN_CHECK(&run, fw_log_eval(log, "test/nn_acc", iters, acc, episodes, mean, ci));
+        printf("nearest-neighbour baseline (same episodes): %.2f%% ± %.2f%%\n", 100 * mean,
+               100 * ci);
+        printf("total wall time %.1f s\n", fw_now() - t0);
+        free(acc);
+    }
+    rc = fw_run_finish(&run);
 
-    FW_CHECK(fw_log_close(log, "finished"));
-    free(acc);
     free(outs);
     fw_free(samples);
     fw_episode_free(&shown);
@@ -182,5 +188,5 @@ int main(int argc, char **argv) {
     fw_dataset_free(&test);
     fw_dataset_free(&train);
     fw_config_free(&cfg);
-    return 0;
+    return rc;
 }

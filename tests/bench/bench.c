@@ -11,7 +11,8 @@
  *
  * Processes. `bench` with no argument is the driver: it never runs an OpenMP region or a oneDNN
  * primitive itself (libgomp is not fork-safe) and starts one child per measurement through
- * popen: `bench sgemm`, `bench run <config>`, and the Python twin. Each child prints
+ * popen: `bench sgemm`, `bench run <config>` (timing), `bench rss <config>` (the peak RSS of an
+ * all-core run), and the Python twin. Each child prints
  * "key value..." lines that the driver parses; each child's peak RSS is its own.
  *
  * Environment: BENCH_SECONDS (timed seconds per configuration and thread count, default 6),
@@ -237,6 +238,22 @@ static double runner_window(runner *r, double min_seconds, int max_iters, uint64
     return n / t;
 }
 
+/* The configuration's meta-training data: the Omniglot MAML split's training classes, or MNIST
+ * digits 0-4 (the files `make deps` fetches). */
+static void load_train(const bench_cfg *c, fw_dataset *train) {
+    if (c->omniglot) {
+        omniglot og;
+        fw_dataset test;
+        FW_CHECK(omniglot_load("datasets/data/omniglot", 28, &og));
+        FW_CHECK(omniglot_split(&og, "datasets/data/omniglot", "maml", 1, 4, train, &test));
+        fw_dataset_free(&test);
+        omniglot_free(&og);
+    } else {
+        const int digits[] = {0, 1, 2, 3, 4};
+        FW_CHECK(mnist_load_digits("datasets/data/mnist", true, digits, 5, train));
+    }
+}
+
 /* only_threads > 0: measure with that many task threads only (for profiling).
  * Timing: for each thread count, 1 warm-up iteration (2 if it took under seconds/6); then three
  * rounds, each a window of at least seconds/3 (and 1 iteration) per thread count, the thread
@@ -249,17 +266,7 @@ static int child_run(const char *name, double seconds, int only_threads) {
         return 2;
     }
     fw_dataset train;
-    if (c->omniglot) {
-        omniglot og;
-        fw_dataset test;
-        FW_CHECK(omniglot_load("datasets/data/omniglot", 28, &og));
-        FW_CHECK(omniglot_split(&og, "datasets/data/omniglot", "maml", 1, 4, &train, &test));
-        fw_dataset_free(&test);
-        omniglot_free(&og);
-    } else {
-        const int digits[] = {0, 1, 2, 3, 4};
-        FW_CHECK(mnist_load_digits("datasets/data/mnist", true, digits, 5, &train));
-    }
+    load_train(c, &train);
     fw_sampler tr = {&train, c->ways, c->shots, c->query, 1, FW_RNG_TRAIN_TASK, 0};
     model m;
     model_new(&m, c);
@@ -286,6 +293,29 @@ static int child_run(const char *name, double seconds, int only_threads) {
         printf("result %s %d %.4f\n", c->name, rs[i].threads, rates[i][1]);
         runner_free(&rs[i]);
     }
+    model_free(&m);
+    fw_dataset_free(&train);
+    return 0;
+}
+
+/* The peak RSS of a run on all cores: a process of its own (the timing child holds the 1-thread
+ * and the all-core state at once), the configuration's data and model, 2 meta-iterations. */
+static int child_rss(const char *name) {
+    const bench_cfg *c = find_config(name);
+    if (!c) {
+        fprintf(stderr, "bench: unknown configuration '%s'\n", name);
+        return 2;
+    }
+    fw_dataset train;
+    load_train(c, &train);
+    fw_sampler tr = {&train, c->ways, c->shots, c->query, 1, FW_RNG_TRAIN_TASK, 0};
+    model m;
+    model_new(&m, c);
+    runner r;
+    runner_new(&r, &m, &tr, omp_get_num_procs());
+    uint64_t step = 0;
+    runner_window(&r, 0, 2, &step);
+    runner_free(&r);
     printf("rss %s %ld\n", c->name, peak_rss_kb());
     model_free(&m);
     fw_dataset_free(&train);
@@ -455,8 +485,9 @@ static int driver(const char *self) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "'%s' sgemm", self);
     run_child(cmd, on_line, &sg);
-    printf("machine roof, dnnl_sgemm 2048^3: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n\n",
-           sg.sgemm[0], sg.sgemm[1], cores);
+    printf("machine roof, dnnl_sgemm 2048^3: %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads "
+           "(%.2fx)\n\n", sg.sgemm[0], sg.sgemm[1], cores,
+           sg.sgemm[0] > 0 ? sg.sgemm[1] / sg.sgemm[0] : 0);
 
     measured m[N_CONFIGS] = {{0}};
     printf("%-18s %-8s %7s %10s %9s %8s %10s\n", "configuration", "impl", "threads", "it/s",
@@ -470,6 +501,8 @@ static int driver(const char *self) {
         int rc = run_child(cmd, on_line, &ctx);
         if (rc != 0)
             printf("%-18s metagan run failed (exit %d): %s\n", c->name, rc, ctx.last_other);
+        snprintf(cmd, sizeof cmd, "'%s' rss %s", self, c->name);
+        run_child(cmd, on_line, &ctx);
         ctx.python = true;
         ctx.last_other[0] = '\0';
         snprintf(cmd, sizeof cmd,
@@ -545,14 +578,17 @@ static int driver(const char *self) {
 int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "sgemm") == 0)
         return child_sgemm();
+    if (argc >= 3 && strcmp(argv[1], "rss") == 0)
+        return child_rss(argv[2]);
     if (argc >= 3 && strcmp(argv[1], "run") == 0)
         return child_run(argv[2], argc >= 4 ? atof(argv[3]) : 6.0, argc >= 5 ? atoi(argv[4]) : 0);
     if (argc == 1)
         return driver(argv[0]);
     fprintf(stderr, "usage: %s            (the whole benchmark)\n"
                     "       %s sgemm      (the sgemm roof)\n"
-                    "       %s run NAME [SECONDS [THREADS]]   (one configuration; NAME: ",
-            argv[0], argv[0], argv[0]);
+                    "       %s run NAME [SECONDS [THREADS]]   (time one configuration)\n"
+                    "       %s rss NAME   (peak RSS of an all-core run; NAME: ",
+            argv[0], argv[0], argv[0], argv[0]);
     for (int i = 0; i < N_CONFIGS; i++)
         fprintf(stderr, "%s%s", i ? ", " : "", CONFIGS[i].name);
     fprintf(stderr, ")\n");
